@@ -1,0 +1,30 @@
+# Two commands set everything up on a fresh machine:
+#   make serve   create .venv, install, (re)build index/ from corpus/ if stale, serve :8000
+#   make test    create .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install index serve test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+index: install
+	$(BIN)/kbqa index --if-stale
+
+serve: index
+	$(BIN)/kbqa serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf index/ .pytest_cache

@@ -1,0 +1,130 @@
+"""Flask application factory: the REST API and the chat page over one KnowledgeBase."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from kbqa.config import Config
+from kbqa.index import IndexError_
+from kbqa.kb import KnowledgeBase, QueryError
+
+api = Blueprint("api", __name__, url_prefix="/api")
+pages = Blueprint("pages", __name__)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _kb() -> KnowledgeBase:
+    return current_app.extensions["kbqa"]
+
+
+def error(status: int, code: str, message: str):
+    resp = jsonify({"error": {"code": code, "message": message}})
+    resp.status_code = status
+    return resp
+
+
+@api.post("/query")
+def query():
+    if not request.is_json:
+        return error(415, "unsupported_media_type", "send the question as JSON with "
+                     "Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        return error(400, "invalid_json", "request body is not valid JSON")
+    if not isinstance(body, dict):
+        return error(400, "invalid_body", "request body must be a JSON object")
+    if "question" not in body:
+        return error(400, "missing_question", "field 'question' is required")
+    try:
+        return jsonify(_kb().ask(body["question"], body.get("top_k")))
+    except QueryError as exc:
+        status = 413 if exc.code == "question_too_long" else 400
+        return error(status, exc.code, str(exc))
+
+
+@api.get("/health")
+def health():
+    try:
+        return jsonify({"status": "ok", **_kb().stats()})
+    except IndexError_ as exc:
+        return error(503, "no_index", str(exc))
+
+
+@api.get("/articles/<collection>/<path:source>")
+def article_json(collection: str, source: str):
+    art = _kb().article(collection, source)
+    if art is None:
+        return error(404, "not_found", "no such article in the index")
+    return jsonify(art)
+
+
+@pages.get("/")
+def index_page():
+    return send_from_directory(current_app.config["KBQA"].web_dir, "index.html")
+
+
+@pages.get("/static/<path:name>")
+def static_file(name: str):
+    # send_from_directory refuses paths that leave web_dir.
+    return send_from_directory(current_app.config["KBQA"].web_dir, name)
+
+
+@pages.get("/articles/<collection>/<path:source>")
+def article_page(collection: str, source: str):
+    art = _kb().article(collection, source)
+    if art is None:
+        abort(404)
+    from html import escape
+
+    lang = "zh-CN" if art["lang"] == "zh" else "en"
+    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{escape(art["title"])} · kbqa</title>'
+            f'<link rel="stylesheet" href="/static/app.css"></head>'
+            f'<body class="article"><main class="article-body"><p><a href="/">← kbqa</a></p>'
+            f'<h1>{escape(art["title"])}</h1>{art["html"]}</main></body></html>')
+
+
+def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) -> Flask:
+    config = config or Config.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.config["KBQA"] = config
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.ensure_ascii = False
+    app.extensions["kbqa"] = kb or KnowledgeBase(config)
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+                 400: "bad_request", 415: "unsupported_media_type"}
+        message = {404: "no such endpoint or file", 405: f"method {request.method} is not "
+                   "allowed here", 413: f"request body is larger than {MAX_BODY_BYTES} bytes"}
+        return error(exc.code or 500, codes.get(exc.code, "http_error"),
+                     message.get(exc.code, exc.description or exc.name))
+
+    @app.errorhandler(IndexError_)
+    def no_index(exc: IndexError_):
+        return error(503, "no_index", str(exc))
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception):
+        app.logger.exception("unhandled error")
+        return error(500, "internal_error", "the server failed to answer; see its log")
+
+    @app.after_request
+    def headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+        return resp
+
+    return app

@@ -1,0 +1,173 @@
+"""The ``kbqa`` command: a thin shell over KnowledgeBase.
+
+Errors end in one line on stderr saying what was wrong and how to fix it, and
+a non-zero exit code; never a stack trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from kbqa.config import Config
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _config(index_dir: str | None, **overrides) -> Config:
+    try:
+        return Config.from_env(index_dir=Path(index_dir) if index_dir else None, **overrides)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+def _kb(cfg: Config):
+    from kbqa.index import IndexError_
+    from kbqa.kb import KnowledgeBase
+
+    kb = KnowledgeBase(cfg)
+    try:
+        kb.index  # load now, so a missing index is reported before any work
+    except IndexError_ as exc:
+        _fail(str(exc))
+    return kb
+
+
+@click.group()
+@click.version_option(package_name="kbqa")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """kbqa: ask a bilingual Kubernetes knowledge base, build its index, serve it."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--source", "sources", multiple=True, type=click.Path(file_okay=False),
+              help="Folder of Markdown files (repeatable). Default: corpus/.")
+@click.option("--index-dir", type=click.Path(file_okay=False), help="Default: index/.")
+@click.option("--encoder", "encoders", multiple=True,
+              help="Dense encoder to store (repeatable): use, minilm, or a model path.")
+@click.option("--if-stale", is_flag=True,
+              help="Build only when the index is missing or older than a source file.")
+def index(sources, index_dir, encoders, if_stale) -> None:
+    """Build the index from the source folders (atomic: the old one serves until done)."""
+    from kbqa.embed import EmbedderError
+    from kbqa.index import IndexError_, is_stale
+    from kbqa.kb import KnowledgeBase
+
+    cfg = _config(index_dir, sources=tuple(sources) or None, encoders=tuple(encoders) or None)
+    for src in cfg.sources:
+        if not Path(src).is_dir():
+            _fail(f"source folder {src} does not exist; pass --source DIR with Markdown files",
+                  EXIT_USAGE)
+    if if_stale and not is_stale(cfg):
+        click.echo(f"index in {cfg.index_dir}/ is up to date")
+        return
+    logging.getLogger("kbqa.ingest").setLevel(logging.WARNING)
+    try:
+        report = KnowledgeBase(cfg).build()
+    except (IndexError_, EmbedderError) as exc:
+        _fail(str(exc))
+    for s in report.skipped:
+        click.echo(f"skipped {s.source}: {s.reason}", err=True)
+    click.echo(report.summary())
+
+
+@main.command()
+@click.argument("question")
+@click.option("--index-dir", type=click.Path(file_okay=False))
+@click.option("--top-k", type=int, default=None, help="Passages to return (1-50, default 5).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full JSON response.")
+def ask(question, index_dir, top_k, as_json) -> None:
+    """Ask one question and print the cited answer."""
+    from kbqa.kb import QueryError
+
+    kb = _kb(_config(index_dir))
+    try:
+        res = kb.ask(question, top_k)
+    except QueryError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if as_json:
+        res.pop("answer_html", None)
+        click.echo(json.dumps(res, ensure_ascii=False, indent=2))
+        return
+    click.echo(res["answer"])
+    if res["passages"]:
+        click.echo("")
+        for n, p in enumerate(res["passages"], 1):
+            where = f"{p['title']}" + (f" > {p['heading']}" if p["heading"] else "")
+            click.echo(f"[{n}] {where} ({p['source']}) {p['url'] or ''}".rstrip())
+
+
+@main.command()
+@click.option("--host", default=None, help="Default 127.0.0.1 (KBQA_HOST).")
+@click.option("--port", type=int, default=None, help="Default 8000 (KBQA_PORT).")
+@click.option("--index-dir", type=click.Path(file_okay=False))
+def serve(host, port, index_dir) -> None:
+    """Serve the chat page and the REST API."""
+    from kbqa.app import create_app
+
+    cfg = _config(index_dir, host=host, port=port)
+    kb = _kb(cfg)
+    app = create_app(cfg, kb=kb)
+    click.echo(f"kbqa serving {cfg.index_dir}/ on http://{cfg.host}:{cfg.port}/", err=True)
+    try:
+        from waitress import serve as wserve
+
+        wserve(app, host=cfg.host, port=cfg.port, threads=8, _quiet=True)
+    except OSError as exc:
+        _fail(f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror}); pick another --port")
+
+
+@main.command("eval")
+@click.argument("questions", type=click.Path(dir_okay=False))
+@click.option("--index-dir", type=click.Path(file_okay=False))
+@click.option("--mode", type=click.Choice(["hybrid", "bm25", "dense"]), default=None)
+@click.option("--encoder", "encoders", multiple=True, help="Dense encoders to use (repeatable).")
+@click.option("--compare", is_flag=True,
+              help="Evaluate BM25, each encoder alone and the fusions in one run.")
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(questions, index_dir, mode, encoders, compare, as_json) -> None:
+    """Measure recall@1/5, MRR@10, answer hits and out-of-domain refusals."""
+    from kbqa.evaluate import EvalError, evaluate, format_table, load_questions
+
+    kb = _kb(_config(index_dir))
+    try:
+        qs = load_questions(Path(questions))
+    except EvalError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    names = tuple(e["name"] for e in kb.index.manifest["encoders"])
+    unknown = [e for e in encoders if e not in names]
+    if unknown:
+        _fail(f"encoder {unknown[0]!r} is not in this index (it has {', '.join(names)}); "
+              "rebuild with `kbqa index --encoder NAME`", EXIT_USAGE)
+    runs: dict[str, dict] = {}
+    if compare:
+        runs["bm25"] = evaluate(kb, qs, mode="bm25")
+        for name in names:
+            runs[f"dense {name}"] = evaluate(kb, qs, mode="dense", encoders=(name,))
+            runs[f"hybrid bm25+{name}"] = evaluate(kb, qs, mode="hybrid", encoders=(name,))
+        if len(names) > 1:
+            runs["hybrid bm25+" + "+".join(names)] = evaluate(kb, qs, mode="hybrid", encoders=names)
+    else:
+        label = mode or kb.config.mode
+        runs[label] = evaluate(kb, qs, mode=mode, encoders=tuple(encoders) or None)
+    if as_json:
+        click.echo(json.dumps(runs, ensure_ascii=False, indent=1))
+    else:
+        click.echo(format_table(runs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Runtime configuration: one dataclass, overridable with ``KBQA_*`` variables.
+
+Every knob lives here so that the CLI, the Flask app and the tests agree on the
+defaults, and so that an operator can change them without touching code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Config:
+    # Where the built index lives and which folders are indexed by default.
+    index_dir: Path = field(default_factory=lambda: Path("index"))
+    sources: tuple[Path, ...] = field(default_factory=lambda: (Path("corpus"),))
+    # Dense encoders stored in the index; the first one is used by "hybrid".
+    encoders: tuple[str, ...] = ("use",)
+    # Retrieval mode: "hybrid" (BM25 + dense, fused), "bm25", "dense".
+    mode: str = "hybrid"
+    # Chunk targets in characters: Chinese carries ~3x the meaning per char.
+    chunk_chars_en: int = 900
+    chunk_chars_zh: int = 400
+    # Candidates taken from each retriever before fusion, and the RRF constant.
+    candidates: int = 50
+    rrf_k: int = 60
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    # Out-of-domain guard (cosine of the best dense hit): at or above
+    # strong_dense_score a question is in domain; between the two it needs a
+    # word characteristic of the knowledge base; below min it is refused.
+    min_dense_score: float = 0.15
+    strong_dense_score: float = 0.36
+    default_top_k: int = 5
+    max_top_k: int = 50
+    max_question_chars: int = 2000
+    # Query encoding runs single-threaded: BLAS oversubscription on small
+    # inputs costs far more than it gains (measured in benchmarks/).
+    query_threads: int = 1
+    build_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_dir: Path = field(default_factory=lambda: _project_root() / "web")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Config":
+        """Defaults, then ``KBQA_<FIELD>`` variables, then explicit overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"KBQA_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**values)
+        cfg.index_dir = Path(cfg.index_dir)
+        cfg.sources = tuple(Path(s) for s in cfg.sources)
+        cfg.web_dir = Path(cfg.web_dir)
+        return cfg
+
+
+def _coerce(f: dataclasses.Field, raw: str) -> Any:
+    """Turn an environment string into the field's type (tuples are comma lists)."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if "tuple" in kind:
+            items = [p.strip() for p in raw.split(",") if p.strip()]
+            return tuple(Path(p) for p in items) if "Path" in kind else tuple(items)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"KBQA_{f.name.upper()}={raw!r} is not a valid {kind}") from exc

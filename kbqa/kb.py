@@ -1,0 +1,184 @@
+"""The KnowledgeBase facade: the one object the CLI and the web app talk to."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from kbqa import answer as answer_mod
+from kbqa.config import Config
+from kbqa.embed import get_embedder
+from kbqa.index import BuildReport, IndexError_, LoadedIndex, build_index, load_index
+from kbqa.retrieve import (MODES, Hit, SearchResult, dense_search, lexical_search,
+                           question_lang, rrf)
+from kbqa.segment import Chunk, tokenize, words
+
+
+class QueryError(ValueError):
+    """Bad input to search/ask; ``code`` is the machine-readable reason."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def canonical_url(chunk: Chunk) -> str | None:
+    """kubernetes.io URL for a page of the official docs, else the article page here."""
+    parts = chunk.source.split("/")
+    anchor = f"#{quote(chunk.anchor)}" if chunk.anchor else ""
+    if len(parts) >= 3 and parts[0] in ("en", "zh-cn"):
+        path = "/".join(parts[1:])
+        path = path[: -len(".md")] if path.endswith(".md") else path
+        if path.endswith("_index"):
+            path = path[: -len("_index")]
+        path = path.strip("/")
+        prefix = "" if parts[0] == "en" else "zh-cn/"
+        return f"https://kubernetes.io/{prefix}docs/{path}/{anchor}".replace("//#", "/#")
+    return f"/articles/{quote(chunk.collection)}/{quote(chunk.source)}{anchor}"
+
+
+class KnowledgeBase:
+    def __init__(self, config: Config | None = None):
+        self.config = config or Config.from_env()
+        self._index: LoadedIndex | None = None
+        self._embedders: dict = {}
+        self._lock = threading.Lock()
+
+    # --- index -------------------------------------------------------------
+    def build(self, sources: list[Path] | None = None) -> BuildReport:
+        report = build_index(self.config, sources)
+        with self._lock:
+            self._index = None  # next query loads the new version
+        return report
+
+    @property
+    def index(self) -> LoadedIndex:
+        with self._lock:
+            if self._index is None:
+                self._index = load_index(self.config.index_dir)
+            return self._index
+
+    def stats(self) -> dict:
+        m = self.index.manifest
+        return {"documents": m["documents"], "chunks": m["chunks"],
+                "models": [e["name"] for e in m["encoders"]], "built_at": m["built_at"],
+                "version": self.index.path.name, "kbqa_version": m["kbqa_version"]}
+
+    def embedder(self, name: str):
+        if name not in self._embedders:
+            self._embedders[name] = get_embedder(name, self.config.query_threads,
+                                                 self.config.build_threads)
+        return self._embedders[name]
+
+    # --- query -------------------------------------------------------------
+    def _check(self, question, top_k) -> tuple[str, int]:
+        if not isinstance(question, str):
+            raise QueryError("invalid_question", "question must be a string")
+        question = "".join(ch for ch in question if ch.isprintable() or ch in "\n\t").strip()
+        if not question:
+            raise QueryError("empty_question", "question is empty; ask something, e.g. "
+                                               "\"etcd 的作用是什么？\"")
+        if len(question) > self.config.max_question_chars:
+            raise QueryError("question_too_long",
+                             f"question is longer than {self.config.max_question_chars} characters")
+        if top_k is None:
+            top_k = self.config.default_top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int):
+            raise QueryError("invalid_top_k", "top_k must be an integer")
+        if not 1 <= top_k <= self.config.max_top_k:
+            raise QueryError("invalid_top_k", f"top_k must be between 1 and {self.config.max_top_k}")
+        return question, top_k
+
+    def search(self, question: str, top_k: int | None = None, mode: str | None = None,
+               encoders: tuple[str, ...] | None = None) -> SearchResult:
+        question, top_k = self._check(question, top_k)
+        cfg = self.config
+        mode = mode or cfg.mode
+        if mode not in MODES:
+            raise QueryError("invalid_mode", f"mode must be one of {', '.join(MODES)}")
+        idx = self.index
+        names = list(encoders or [e["name"] for e in idx.manifest["encoders"]][:1])
+        timings: dict[str, float] = {}
+        lists: dict[str, list[tuple[int, float]]] = {}
+        weights: dict[str, float] = {}
+        best_dense = 0.0
+        if mode in ("hybrid", "dense"):
+            for name in names:
+                t = time.perf_counter()
+                qvec = self.embedder(name).encode([question], query=True)[0]
+                timings[f"embed_{name}"] = _ms(t)
+                t = time.perf_counter()
+                lists[name] = dense_search(idx, name, qvec, cfg.candidates)
+                timings[f"dense_{name}"] = _ms(t)
+                weights[name] = cfg.dense_weight / len(names)
+                if lists[name]:
+                    best_dense = max(best_dense, lists[name][0][1])
+        if mode in ("hybrid", "bm25"):
+            t = time.perf_counter()
+            lists["bm25"] = lexical_search(idx, tokenize(question), cfg.candidates)
+            timings["lexical"] = _ms(t)
+            weights["bm25"] = cfg.lexical_weight
+        t = time.perf_counter()
+        hits = rrf(lists, weights, cfg.rrf_k)[:top_k]
+        timings["fuse"] = _ms(t)
+        terms = [w for w in words(question) if w in idx.lexicon]
+        if mode == "bm25":
+            found = bool(hits) and bool(terms)
+        else:
+            # A strong dense match stands on its own; a weak one needs a word
+            # that is characteristic of this knowledge base.
+            found = bool(hits) and (best_dense >= cfg.strong_dense_score or
+                                    (best_dense >= cfg.min_dense_score and bool(terms)))
+        return SearchResult(hits=hits, found=found, timings=timings)
+
+    def passage(self, hit: Hit) -> dict:
+        c = self.index.chunks[hit.index]
+        return {"id": c.id, "source": c.source, "collection": c.collection, "lang": c.lang,
+                "title": c.title, "heading": c.heading, "text": c.text,
+                "score": round(hit.score, 6), "url": canonical_url(c)}
+
+    def ask(self, question: str, top_k: int | None = None) -> dict:
+        t0 = time.perf_counter()
+        question, top_k = self._check(question, top_k)
+        lang = question_lang(question)
+        result = self.search(question, top_k)
+        if result.found:
+            passages = [self.index.chunks[h.index] for h in result.hits]
+            t = time.perf_counter()
+            text = answer_mod.compose(question, lang, passages)
+            result.timings["compose"] = _ms(t)
+            out_passages = [self.passage(h) for h in result.hits]
+        else:
+            text = answer_mod.compose_not_found(lang, [])
+            out_passages = []
+        return {"answer": text, "answer_html": answer_mod.render_html(text), "found": result.found,
+                "lang": lang, "passages": out_passages, "timings": result.timings,
+                "took_ms": _ms(t0)}
+
+    def article(self, collection: str, source: str) -> dict | None:
+        """The whole cleaned article behind a passage (only pages in the index)."""
+        idx = self.index
+        doc_id = f"{collection}:{source}"
+        if doc_id not in idx.manifest["files"]:
+            return None
+        root = next((Path(s["path"]) for s in idx.manifest["sources"]
+                     if s["collection"] == collection), None)
+        if root is None:
+            return None
+        from kbqa.ingest import IngestError, parse_page
+
+        try:
+            doc = parse_page((root / source).read_bytes(), collection, source)
+        except (OSError, IngestError):
+            return None
+        return {"title": doc.title, "lang": doc.lang, "markdown": doc.body,
+                "html": answer_mod.render_html(doc.body)}
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000, 3)
+
+
+__all__ = ["KnowledgeBase", "QueryError", "IndexError_", "canonical_url"]

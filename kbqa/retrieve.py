@@ -1,0 +1,84 @@
+"""Retrieve: dense and lexical candidates, fused by weighted reciprocal rank.
+
+Dense search (the multilingual encoder) is what finds a Chinese page for an
+English question; BM25 is what finds exact terms (flags, kinds, error
+strings). Reciprocal rank fusion combines them without calibrating their
+incomparable scores.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kbqa.index import LoadedIndex
+from kbqa.segment import Chunk, tokenize
+
+MODES = ("hybrid", "bm25", "dense")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def question_lang(text: str) -> str:
+    """The asker's language: any Chinese character makes it Chinese."""
+    return "zh" if _CJK.search(text) else "en"
+
+
+@dataclass
+class Hit:
+    index: int  # position in LoadedIndex.chunks
+    score: float  # fused score, higher is better
+    dense: float | None = None  # cosine of the best encoder, if it saw the chunk
+    lexical: float | None = None  # BM25 score, if the chunk matched
+    ranks: dict = field(default_factory=dict)
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    found: bool
+    timings: dict
+
+
+def dense_search(idx: LoadedIndex, encoder: str, qvec: np.ndarray, n: int) -> list[tuple[int, float]]:
+    index = idx.dense[encoder]
+    n = min(n, index.ntotal)
+    scores, ids = index.search(np.ascontiguousarray(qvec[None, :], dtype=np.float32), n)
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+
+def lexical_search(idx: LoadedIndex, tokens: list[str], n: int) -> list[tuple[int, float]]:
+    ids = idx.bm25.get_tokens_ids(tokens)
+    if not ids:
+        return []
+    scores = idx.bm25.get_scores_from_ids(ids)
+    n = min(n, len(scores))
+    top = np.argpartition(-scores, n - 1)[:n]
+    top = top[np.argsort(-scores[top])]
+    return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+
+def rrf(ranked_lists: dict[str, list[tuple[int, float]]], weights: dict[str, float],
+        k: int) -> list[Hit]:
+    """Weighted reciprocal rank fusion: sum of w / (k + rank) over the lists."""
+    hits: dict[int, Hit] = {}
+    for name, ranked in ranked_lists.items():
+        w = weights.get(name, 1.0)
+        for rank, (i, s) in enumerate(ranked, start=1):
+            hit = hits.setdefault(i, Hit(index=i, score=0.0))
+            hit.score += w / (k + rank)
+            hit.ranks[name] = rank
+            if name == "bm25":
+                hit.lexical = s
+            else:
+                hit.dense = s if hit.dense is None else max(hit.dense, s)
+    return sorted(hits.values(), key=lambda h: -h.score)
+
+
+def chunk_page(chunk: Chunk) -> str:
+    """Page key without the language folder: the same page in en/ and zh-cn/ matches."""
+    parts = chunk.source.split("/")
+    if len(parts) > 1 and parts[0].lower() in ("en", "zh", "zh-cn"):
+        parts = parts[1:]
+    return "/".join(parts)
