@@ -8,6 +8,7 @@ choose is which sentences, in what order, and in which language.
 from __future__ import annotations
 
 import re
+import textwrap
 
 import markdown as md
 import nh3
@@ -24,6 +25,14 @@ NOT_FOUND = {
 }
 NEARBY = {"zh": "知识库涵盖的相关主题：", "en": "Topics the knowledge base does cover:"}
 OTHER_LANG = {"zh": "（以下内容来自英文资料）", "en": "(The following comes from Chinese sources.)"}
+
+
+_DEFINITION = re.compile(r"(什么是|是什么|是啥|作用|干什么|做什么|用途|\bwhat (is|are|does)\b|\bwhat's\b|"
+                         r"\bpurpose of\b|\bdefine\b|\bmeaning of\b)", re.I)
+
+
+def is_definition(question: str) -> bool:
+    return bool(_DEFINITION.search(question))
 
 
 def is_procedure(question: str) -> bool:
@@ -53,11 +62,20 @@ def _first_code(text: str) -> str | None:
     return None
 
 
+_DEFINES = re.compile(r"^(?:\*\*)?([\w.\- ]{1,40}?)(?:\*\*)?(?:（[^）]*）|\s*\([^)]*\))?\s*"
+                      r"(?:is|are|refers to|是|指)\s*(?:a|an|the|一个|一种|一款)?", re.I)
+
+
 def _score(sentence: str, qtokens: set[str]) -> float:
+    """Query-term overlap, plus a bonus for a sentence that defines a query term."""
     toks = set(tokenize(sentence))
     if not toks or not qtokens:
         return 0.0
-    return len(toks & qtokens) / (len(qtokens) ** 0.5)
+    score = len(toks & qtokens) / (len(qtokens) ** 0.5)
+    m = _DEFINES.match(sentence)
+    if m and set(tokenize(m.group(1))) & qtokens:
+        score += 1.0
+    return score
 
 
 def compose(question: str, lang: str, passages: list[Chunk]) -> str:
@@ -79,10 +97,10 @@ def compose(question: str, lang: str, passages: list[Chunk]) -> str:
             continue
         scored = sorted(((_score(s, qtokens) - 0.05 * pos, pos, s) for pos, s in enumerate(sents)),
                         reverse=True)
-        # The lead passage always contributes its opening sentence: passages are
-        # written (or chunked) so that the opening frames the section.
-        picks = [sents[0]] if rank == 0 else []
-        picks += [s for sc, _, s in scored if sc > 0 and s not in picks][: 2 if rank == 0 else 1]
+        # The lead passage gives up to three sentences, the others one each.
+        picks = [s for sc, _, s in scored if sc > 0][: 3 if rank == 0 else 1]
+        if rank == 0 and not picks:
+            picks = sents[:1]
         for s in sorted(picks, key=sents.index):
             key = re.sub(r"\W+", "", s.lower())
             if key in seen:
@@ -102,7 +120,7 @@ def compose(question: str, lang: str, passages: list[Chunk]) -> str:
         for i in use[:2]:
             code = _first_code(passages[i].text)
             if code:
-                parts.append(f"{code}\n\n[{i + 1}]")
+                parts.append(f"{textwrap.dedent(code)}\n\n[{i + 1}]")
                 break
     return "\n\n".join(p for p in parts if p).strip() or NOT_FOUND[lang]
 

@@ -34,6 +34,8 @@ class Config:
     rrf_k: int = 60
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
+    title_weight: float = 1.0
+    lang_boost: float = 1.0
     # Out-of-domain guard (cosine of the best dense hit): at or above
     # strong_dense_score a question is in domain; between the two it needs a
     # word characteristic of the knowledge base; below min it is refused.

@@ -141,6 +141,12 @@ def build_index(cfg: Config, sources: list[Path] | None = None) -> BuildReport:
         bm25 = bm25s.BM25()
         bm25.index([tok or [""] for tok in tokens], show_progress=False)
         bm25.save(str(tmp / "bm25"))
+        # A second, short field: page title and heading path. A question names
+        # its subject ("etcd 的作用"), and the page about that subject says so
+        # in its title far more reliably than in any one passage.
+        titles = bm25s.BM25()
+        titles.index([tokenize(f"{c.title} {c.heading}") or [""] for c in chunks], show_progress=False)
+        titles.save(str(tmp / "bm25-title"))
         from kbqa.segment import domain_terms
 
         (tmp / "lexicon.json").write_text(json.dumps(domain_terms(texts), ensure_ascii=False),
@@ -234,6 +240,7 @@ class LoadedIndex:
     chunks: list[Chunk]
     dense: dict  # encoder name -> faiss index
     bm25: object
+    bm25_title: object
     lexicon: dict  # domain word -> keyness, see segment.domain_terms
 
 
@@ -265,7 +272,7 @@ def load_index(root: Path, verify: bool = True) -> LoadedIndex:
     bm25 = bm25s.BM25.load(str(path / "bm25"))
     lexicon = json.loads((path / "lexicon.json").read_text(encoding="utf-8"))
     return LoadedIndex(path=path, manifest=manifest, chunks=chunks, dense=dense, bm25=bm25,
-                       lexicon=lexicon)
+                       bm25_title=bm25s.BM25.load(str(path / "bm25-title")), lexicon=lexicon)
 
 
 def is_stale(cfg: Config) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from kbqa import answer as answer_mod
+from kbqa.answer import is_definition
 from kbqa.config import Config
 from kbqa.embed import get_embedder
 from kbqa.index import BuildReport, IndexError_, LoadedIndex, build_index, load_index
@@ -117,11 +118,28 @@ class KnowledgeBase:
                     best_dense = max(best_dense, lists[name][0][1])
         if mode in ("hybrid", "bm25"):
             t = time.perf_counter()
-            lists["bm25"] = lexical_search(idx, tokenize(question), cfg.candidates)
-            timings["lexical"] = _ms(t)
+            qtokens = tokenize(question)
+            lists["bm25"] = lexical_search(idx.bm25, qtokens, cfg.candidates)
             weights["bm25"] = cfg.lexical_weight
+            if cfg.title_weight > 0:
+                lists["title"] = lexical_search(idx.bm25_title, qtokens, cfg.candidates)
+                weights["title"] = cfg.title_weight
+                if is_definition(question):
+                    # "What is X": the opening of X's own page is the answer.
+                    lists["lead"] = [(i, s) for i, s in lists["title"]
+                                     if idx.chunks[i].ordinal == 0]
+                    weights["lead"] = cfg.title_weight
+            timings["lexical"] = _ms(t)
         t = time.perf_counter()
-        hits = rrf(lists, weights, cfg.rrf_k)[:top_k]
+        hits = rrf(lists, weights, cfg.rrf_k)
+        if cfg.lang_boost != 1.0:
+            # Same evidence in the asker's language reads better than a translation.
+            lang = question_lang(question)
+            for h in hits:
+                if idx.chunks[h.index].lang == lang:
+                    h.score *= cfg.lang_boost
+            hits.sort(key=lambda h: -h.score)
+        hits = hits[:top_k]
         timings["fuse"] = _ms(t)
         terms = [w for w in words(question) if w in idx.lexicon]
         if mode == "bm25":

@@ -48,14 +48,16 @@ def dense_search(idx: LoadedIndex, encoder: str, qvec: np.ndarray, n: int) -> li
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 
-def lexical_search(idx: LoadedIndex, tokens: list[str], n: int) -> list[tuple[int, float]]:
-    ids = idx.bm25.get_tokens_ids(tokens)
+def lexical_search(bm25, tokens: list[str], n: int) -> list[tuple[int, float]]:
+    ids = bm25.get_tokens_ids(tokens)
     if not ids:
         return []
-    scores = idx.bm25.get_scores_from_ids(ids)
+    scores = bm25.get_scores_from_ids(ids)
     n = min(n, len(scores))
     top = np.argpartition(-scores, n - 1)[:n]
-    top = top[np.argsort(-scores[top])]
+    # stable sort: equal scores keep index order, i.e. a page's lead chunk first
+    top = np.sort(top)
+    top = top[np.argsort(-scores[top], kind="stable")]
     return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
 
 
@@ -71,6 +73,8 @@ def rrf(ranked_lists: dict[str, list[tuple[int, float]]], weights: dict[str, flo
             hit.ranks[name] = rank
             if name == "bm25":
                 hit.lexical = s
+            elif name in ("title", "lead"):
+                pass
             else:
                 hit.dense = s if hit.dense is None else max(hit.dense, s)
     return sorted(hits.values(), key=lambda h: -h.score)
