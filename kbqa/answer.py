@@ -136,8 +136,23 @@ _ALLOWED_TAGS = {"p", "br", "ul", "ol", "li", "pre", "code", "strong", "em", "bl
                  "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "a", "hr"}
 
 
-def render_html(markdown_text: str) -> str:
-    """Markdown to HTML, then an allow-list sanitiser: nothing can run script."""
-    html = md.markdown(markdown_text, extensions=["fenced_code", "tables", "sane_lists"])
-    return nh3.clean(html, tags=_ALLOWED_TAGS, attributes={"a": {"href", "title"}, "code": {"class"}},
+def render_html(markdown_text: str, heading_ids: bool = False) -> str:
+    """Markdown to HTML, then an allow-list sanitiser: nothing can run script.
+
+    With heading_ids, headings carry the same anchors as the passages' URLs.
+    """
+    extensions = ["fenced_code", "tables", "sane_lists"]
+    attributes: dict[str, set[str]] = {"a": {"href", "title"}, "code": {"class"}}
+    if heading_ids:
+        markdown_text = "\n\n".join(_heading_with_id(b) for b in parse_blocks(markdown_text))
+        extensions.append("attr_list")
+        attributes.update({f"h{n}": {"id"} for n in range(1, 7)})
+    html = md.markdown(markdown_text, extensions=extensions)
+    return nh3.clean(html, tags=_ALLOWED_TAGS | {"h1", "h2"}, attributes=attributes,
                      url_schemes={"http", "https"}, link_rel="noopener noreferrer")
+
+
+def _heading_with_id(block) -> str:
+    if block.kind != "heading":
+        return block.text
+    return f"{'#' * block.level} {block.text} {{#{block.anchor}}}"

@@ -55,7 +55,7 @@ def evaluate(kb, questions: list[dict], mode: str | None = None,
             row.update(r1=float(rank == 1), r5=float(rank is not None and rank <= 5),
                        rr=1.0 / rank if rank else 0.0, rank=rank)
             if answers and q.get("answer_any"):
-                text = kb.ask(q["question"])["answer"].lower()
+                text = kb.ask(q["question"], mode=mode, encoders=encoders)["answer"].lower()
                 row["answer_hit"] = float(any(a.lower() in text for a in q["answer_any"]))
         rows.append(row)
 

@@ -157,11 +157,12 @@ class KnowledgeBase:
                 "title": c.title, "heading": c.heading, "text": c.text,
                 "score": round(hit.score, 6), "url": canonical_url(c)}
 
-    def ask(self, question: str, top_k: int | None = None) -> dict:
+    def ask(self, question: str, top_k: int | None = None, mode: str | None = None,
+            encoders: tuple[str, ...] | None = None) -> dict:
         t0 = time.perf_counter()
         question, top_k = self._check(question, top_k)
         lang = question_lang(question)
-        result = self.search(question, top_k)
+        result = self.search(question, top_k, mode=mode, encoders=encoders)
         if result.found:
             passages = [self.index.chunks[h.index] for h in result.hits]
             t = time.perf_counter()
@@ -192,7 +193,7 @@ class KnowledgeBase:
         except (OSError, IngestError):
             return None
         return {"title": doc.title, "lang": doc.lang, "markdown": doc.body,
-                "html": answer_mod.render_html(doc.body)}
+                "html": answer_mod.render_html(doc.body, heading_ids=True)}
 
 
 def _ms(t: float) -> float:

@@ -104,7 +104,11 @@ def test_no_file_outside_the_served_folders(client, path):
 
 def test_article_page_for_our_corpus(client):
     body = post(client, {"question": "etcd snapshot restore"}).get_json()
-    url = next(p["url"] for p in body["passages"] if p["url"].startswith("/articles/"))
-    page = client.get(url.split("#")[0])
+    url = next(p["url"] for p in body["passages"] if p["url"].startswith("/articles/") and "#" in p["url"])
+    path, anchor = url.split("#")
+    page = client.get(path)
     assert page.status_code == 200 and b"etcdutl" in page.data
+    from urllib.parse import unquote
+
+    assert f'id="{unquote(anchor)}"' in page.get_data(as_text=True)  # the link scrolls to the passage
     assert b"<script" not in page.data.replace(b'<script src="/static', b"")

@@ -197,9 +197,11 @@
   function safeHttpUrl(value) {
     if (typeof value !== 'string') return null;
     var s = value.trim();
-    if (!s || !/^https?:\/\//i.test(s)) return null;
+    // Absolute http(s) links, or a path on this server (our own articles).
+    var local = /^\/(?!\/)/.test(s);
+    if (!s || (!local && !/^https?:\/\//i.test(s))) return null;
     try {
-      var u = new URL(s);
+      var u = new URL(s, window.location.origin);
       if (u.protocol === 'http:' || u.protocol === 'https:') return u.href;
     } catch (e) { /* invalid URL */ }
     return null;

@@ -1,0 +1,116 @@
+"""kbqa benchmark: index build times, retrieval quality and query latency.
+
+    .venv/bin/python benchmarks/run.py [--shared ../shared] [--out benchmarks/results/latest.json]
+
+Prints Markdown tables and writes every number as JSON. Nothing here is
+asserted: numbers are measured and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kbqa.config import Config  # noqa: E402
+from kbqa.evaluate import evaluate, format_table, load_questions  # noqa: E402
+from kbqa.kb import KnowledgeBase  # noqa: E402
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    mem = next((int(line.split()[1]) // 1024 // 1024 for line in open("/proc/meminfo")
+                if line.startswith("MemTotal")), 0)
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": mem, "python": platform.python_version()}
+
+
+def build(name: str, sources: list[Path], encoders: tuple[str, ...], work: Path) -> tuple[KnowledgeBase, dict]:
+    cfg = Config.from_env(env={}, index_dir=work / name, sources=tuple(sources), encoders=encoders)
+    kb = KnowledgeBase(cfg)
+    report = kb.build()
+    row = {"index": name, "encoders": list(encoders), "files": report.files, "chunks": report.chunks,
+           "seconds": round(report.seconds, 2),
+           "stages": {k: round(v, 2) for k, v in report.stages.items()}}
+    print(f"built {name}: {report.summary()}", file=sys.stderr)
+    return kb, row
+
+
+def latency(kb: KnowledgeBase, questions: list[str], repeat: int = 3) -> dict:
+    for q in questions[:3]:
+        kb.ask(q)  # warm: models loaded, caches filled
+    out = {}
+    for label, fn in (("search", lambda q: kb.search(q)), ("ask", lambda q: kb.ask(q))):
+        times = []
+        for _ in range(repeat):
+            for q in questions:
+                t = time.perf_counter()
+                fn(q)
+                times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        out[label] = {"n": len(times), "p50_ms": round(statistics.median(times), 2),
+                      "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2),
+                      "p99_ms": round(times[int(0.99 * (len(times) - 1))], 2)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
+    ap.add_argument("--no-compare", action="store_true", help="skip the MiniLM comparison build")
+    args = ap.parse_args()
+    docs, dev = args.shared / "k8s-docs", args.shared / "eval" / "dev.jsonl"
+    questions = load_questions(dev)
+    result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "builds": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        kb, row = build("corpus", [ROOT / "corpus"], ("use",), work)
+        result["builds"].append(row)
+        kb, row = build("k8s-docs", [docs], ("use",), work)
+        result["builds"].append(row)
+        kb, row = build("k8s-docs+corpus", [docs, ROOT / "corpus"], ("use",), work)
+        result["builds"].append(row)
+        result["latency_in_process"] = latency(kb, [q["question"] for q in questions])
+        result["eval_default"] = {k: v for k, v in evaluate(kb, questions).items() if k != "rows"}
+        if not args.no_compare:
+            kb2, row = build("k8s-docs+corpus (use+minilm)", [docs, ROOT / "corpus"],
+                             ("use", "minilm"), work)
+            result["builds"].append(row)
+            runs = {"bm25": evaluate(kb2, questions, mode="bm25")}
+            for enc in ("use-multilingual-v3", "all-MiniLM-L6-v2"):
+                runs[f"dense {enc}"] = evaluate(kb2, questions, mode="dense", encoders=(enc,))
+                runs[f"hybrid bm25+{enc}"] = evaluate(kb2, questions, mode="hybrid", encoders=(enc,))
+            runs["hybrid bm25+use+minilm"] = evaluate(
+                kb2, questions, mode="hybrid", encoders=("use-multilingual-v3", "all-MiniLM-L6-v2"))
+            result["eval_compare"] = {name: {k: v for k, v in r.items() if k != "rows"}
+                                      for name, r in runs.items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1))
+    print(f"## kbqa benchmark {result['date']} ({result['machine']['cpu']}, "
+          f"{result['machine']['cores']} cores)\n")
+    print("| index | files | chunks | seconds | parse | segment | embed | index |\n|---|---|---|---|---|---|---|---|")
+    for b in result["builds"]:
+        s = b["stages"]
+        print(f"| {b['index']} | {b['files']} | {b['chunks']} | {b['seconds']} | {s.get('parse')} | "
+              f"{s.get('segment')} | {s.get('embed')} | {s.get('index')} |")
+    lat = result["latency_in_process"]
+    print("\n| in process (k8s-docs+corpus) | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|")
+    for k, v in lat.items():
+        print(f"| {k} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} |")
+    print()
+    print(format_table(result.get("eval_compare") or {"default": result["eval_default"]}))
+    print(f"\nJSON: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
