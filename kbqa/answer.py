@@ -86,6 +86,9 @@ def compose(question: str, lang: str, passages: list[Chunk]) -> str:
     # Prefer evidence in the asker's language among the three best passages.
     order = list(range(len(passages)))
     same = [i for i in order[:3] if passages[i].lang == lang]
+    if is_definition(question):
+        # A page's opening passage is where it defines its subject.
+        same.sort(key=lambda i: passages[i].ordinal != 0)
     primary = same[0] if same else 0
     use = [primary] + [i for i in order[:3] if i != primary and passages[i].lang == passages[primary].lang]
 
