@@ -137,8 +137,10 @@ def serve(host, port, index_dir) -> None:
 @click.option("--encoder", "encoders", multiple=True, help="Dense encoders to use (repeatable).")
 @click.option("--compare", is_flag=True,
               help="Evaluate BM25, each encoder alone and the fusions in one run.")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None,
+              help="Only the questions in this language (e.g. for cross-language runs).")
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(questions, index_dir, mode, encoders, compare, as_json) -> None:
+def eval_cmd(questions, index_dir, mode, encoders, compare, lang, as_json) -> None:
     """Measure recall@1/5, MRR@10, answer hits and out-of-domain refusals."""
     from kbqa.evaluate import EvalError, evaluate, format_table, load_questions
 
@@ -147,6 +149,8 @@ def eval_cmd(questions, index_dir, mode, encoders, compare, as_json) -> None:
         qs = load_questions(Path(questions))
     except EvalError as exc:
         _fail(str(exc), EXIT_USAGE)
+    if lang:
+        qs = [q for q in qs if q.get("lang") == lang]
     names = tuple(e["name"] for e in kb.index.manifest["encoders"])
     unknown = [e for e in encoders if e not in names]
     if unknown:

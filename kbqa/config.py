@@ -36,6 +36,8 @@ class Config:
     lexical_weight: float = 1.0
     title_weight: float = 1.0
     lang_boost: float = 1.0
+    cross_weight: float = 1.0
+    collapse_languages: int = 1
     # Out-of-domain guard (cosine of the best dense hit): at or above
     # strong_dense_score a question is in domain; between the two it needs a
     # word characteristic of the knowledge base; below min it is refused.

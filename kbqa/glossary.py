@@ -88,6 +88,50 @@ PAIRS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("驱逐",), ("eviction",)),
     (("滚动更新",), ("rolling update",)),
     (("回滚",), ("rollback", "roll back")),
+    # General technical vocabulary the docs use in both languages.
+    (("组件",), ("component",)),
+    (("存储", "持久存储"), ("storage", "persistent storage")),
+    (("网络",), ("network", "networking")),
+    (("策略",), ("policy",)),
+    (("隔离",), ("isolation", "isolate")),
+    (("安装",), ("install", "installation")),
+    (("初始化",), ("initialize", "init")),
+    (("配置",), ("configure", "configuration")),
+    (("命令",), ("command",)),
+    (("命令行",), ("command line", "cli")),
+    (("架构",), ("architecture",)),
+    (("对象",), ("object",)),
+    (("资源",), ("resource",)),
+    (("请求",), ("request",)),
+    (("限制",), ("limit",)),
+    (("日志",), ("log", "logging")),
+    (("监控",), ("monitoring",)),
+    (("指标",), ("metrics",)),
+    (("安全",), ("security",)),
+    (("访问控制",), ("access control",)),
+    (("权限",), ("permission",)),
+    (("角色",), ("role",)),
+    (("用户",), ("user",)),
+    (("状态",), ("status", "state")),
+    (("状况",), ("condition",)),
+    (("容量",), ("capacity",)),
+    (("地址",), ("address",)),
+    (("应用",), ("application",)),
+    (("有状态",), ("stateful",)),
+    (("无状态",), ("stateless",)),
+    (("批处理",), ("batch",)),
+    (("扩缩", "扩容", "伸缩"), ("scale", "scaling")),
+    (("更新",), ("update",)),
+    (("删除",), ("delete",)),
+    (("创建",), ("create",)),
+    (("版本",), ("version",)),
+    (("域名", "域名解析"), ("dns",)),
+    (("外部",), ("external",)),
+    (("堆叠",), ("stacked",)),
+    (("关系",), ("relationship",)),
+    (("数据",), ("data",)),
+    (("镜像拉取",), ("image pull",)),
+    (("排障", "故障排查", "排查"), ("troubleshooting", "troubleshoot")),
 ]
 
 # Names that are the same in both languages and must stay whole.
@@ -108,3 +152,141 @@ def dictionary_terms() -> list[str]:
         terms.update(zh)
         terms.update(t for t in en if "-" in t or "." in t)
     return sorted(t.lower() for t in terms)
+
+
+# --- mining term pairs from the data ------------------------------------------
+
+import re  # noqa: E402
+from collections import Counter, defaultdict  # noqa: E402
+
+_PAREN = re.compile(r"([\u4e00-\u9fff]{1,12})\s*[（(]\s*([A-Za-z][A-Za-z0-9.\- ]{1,40}?)\s*[)）]")
+_CJK_ONLY = re.compile(r"^[\u4e00-\u9fff]{2,8}$")
+_EN_TERM = re.compile(r"^[a-z][a-z0-9.\-]*(?: [a-z][a-z0-9.\-]*){0,3}$")
+_EN_STOP = {"the", "a", "an", "of", "and", "or", "to", "in", "for", "on", "with", "your", "you",
+            "what", "how", "is", "are", "using", "use", "about", "from", "by", "its", "it"}
+
+
+def _clean_en(term: str) -> str | None:
+    words = [w for w in term.lower().replace("’", "'").split() if w not in _EN_STOP]
+    t = " ".join(words).strip(" .-")
+    return t if t and _EN_TERM.match(t) and len(t) >= 2 else None
+
+
+_FUNCTION_CHARS = set("的和与及或在由为被把从对将是了也都就而并向以于让给用")
+_FUNCTION_WORDS = {"通过", "包括", "能够", "可以", "使用", "以及", "或者", "并且", "这个", "一个", "这些",
+                   "所有", "其中", "例如", "比如", "称为", "叫做", "即", "也", "都", "就"}
+
+
+def _suffixes(zh: str, cut) -> list[tuple[str, int]]:
+    """Candidate terms ending where the parenthesis starts: 1–3 trailing words.
+
+    A candidate never starts with a one-character word (的, 和, 为 ...) or a
+    function word, which is how a term's left edge shows in Chinese text.
+    """
+    words = [w for w in cut(zh) if w.strip()]
+    out = []
+    for n in range(1, min(3, len(words)) + 1):
+        span = words[-n:]
+        if span[0] in _FUNCTION_WORDS or span[0] in _FUNCTION_CHARS:
+            break  # a function word is the term's left edge: nothing longer can be right
+        cand = "".join(span)
+        if len(cand) < 2:
+            continue
+        if _CJK_ONLY.match(cand) and len(cand) <= 6:
+            out.append((cand, n))
+    return out
+
+
+def mine_parenthetical(zh_texts, cut) -> Counter:
+    """(zh, en) pairs from the way Chinese docs gloss terms: 控制平面（Control Plane）.
+
+    The characters before the parenthesis run on into the sentence, so each
+    occurrence votes for its plausible cuts (up to three words, stopping at a
+    function word); over the corpus the right cut gathers the votes, and a
+    single occurrence takes the cut whose word count fits the English term.
+    """
+    votes: Counter = Counter()
+    for text in zh_texts:
+        for m in _PAREN.finditer(text):
+            en = _clean_en(m.group(2))
+            if not en:
+                continue
+            raw = m.group(2).strip()
+            # Expected Chinese words: one per English word, one per acronym letter.
+            want = len(raw) if raw.isupper() and len(raw) <= 5 else len(raw.split())
+            for cand, n in _suffixes(m.group(1), cut):
+                votes[(cand, en)] += 1.0 + 0.05 - 0.01 * abs(n - want)  # tie-break only
+    return votes
+
+
+def choose_pairs(votes: Counter) -> list[tuple[str, str]]:
+    """For each English term, the Chinese cut with the most votes."""
+    best: dict[str, tuple[float, str]] = {}
+    for (zh, en), n in votes.items():
+        if en not in best or n > best[en][0]:
+            best[en] = (n, zh)
+    return [(zh, en) for en, (_, zh) in best.items()]
+
+
+def mine_headings(aligned: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Term pairs from short parallel headings and titles (same page, same anchor)."""
+    pairs = []
+    for zh, en in aligned:
+        zh_ascii = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9\-]*", zh)}
+        en_words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9\-']*", en) if w.lower() not in zh_ascii]
+        zh_rest = re.sub(r"[^\u4e00-\u9fff]", "", zh)
+        en_rest = _clean_en(" ".join(en_words))
+        if en_rest and _CJK_ONLY.match(zh_rest) and len(en_rest.split()) <= 3:
+            pairs.append((zh_rest, en_rest))
+    return pairs
+
+
+def build_glossary(pairs) -> dict:
+    """Both directions, core pairs first; stored in the index as glossary.json."""
+    zh2en: dict[str, list[str]] = defaultdict(list)
+    en2zh: dict[str, list[str]] = defaultdict(list)
+
+    def add(zh: str, en: str) -> None:
+        en = en.lower()
+        if en not in zh2en[zh]:
+            zh2en[zh].append(en)
+        if zh not in en2zh[en]:
+            en2zh[en].append(zh)
+
+    for zhs, ens in PAIRS:
+        for zh in zhs:
+            for en in ens:
+                add(zh, en)
+    for zh, en in pairs:
+        add(zh, en)
+    return {"zh2en": dict(zh2en), "en2zh": dict(en2zh)}
+
+
+def translate_terms(query: str, glossary: dict) -> list[str]:
+    """The other language's terms for the glossary terms found in the query.
+
+    Longest match first, so 节点亲和性 is not also read as 节点 + 亲和性.
+    """
+    out: list[str] = []
+    if re.search(r"[\u4e00-\u9fff]", query):
+        text = query
+        for zh in sorted((k for k in glossary["zh2en"] if k in text), key=len, reverse=True):
+            if zh in text:
+                out.extend(glossary["zh2en"][zh])
+                text = text.replace(zh, " ")
+    else:
+        # English terms match on word stems, so "taints" finds "taint".
+        stems = glossary.setdefault("_en_stems", {" ".join(_stem(k)): k for k in glossary["en2zh"]})
+        text = " " + " ".join(_stem(query)) + " "
+        for key in sorted((k for k in stems if f" {k} " in text), key=len, reverse=True):
+            if f" {key} " in text:
+                out.extend(glossary["en2zh"][stems[key]])
+                text = text.replace(f" {key} ", " ")
+    return out
+
+
+def _stem(text: str) -> list[str]:
+    from kbqa.segment import _tokenizer
+
+    stemmer = _tokenizer()[1]
+    return [stemmer.stemWord(w) for w in re.findall(r"[a-z0-9][a-z0-9.\-]*", text.lower())]

@@ -151,6 +151,8 @@ def build_index(cfg: Config, sources: list[Path] | None = None) -> BuildReport:
 
         (tmp / "lexicon.json").write_text(json.dumps(domain_terms(texts), ensure_ascii=False),
                                           encoding="utf-8")
+        glossary = mine_glossary(docs, chunks)
+        (tmp / "glossary.json").write_text(json.dumps(glossary, ensure_ascii=False), encoding="utf-8")
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for c in chunks:
                 fh.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
@@ -242,6 +244,14 @@ class LoadedIndex:
     bm25: object
     bm25_title: object
     lexicon: dict  # domain word -> keyness, see segment.domain_terms
+    glossary: dict  # {"zh2en": {...}, "en2zh": {...}}
+    links: dict  # chunk index -> chunk index of the same passage in the other language
+    lang_share: dict = field(default_factory=dict)  # "zh"/"en" -> share of the chunks
+
+    def __post_init__(self) -> None:
+        n = len(self.chunks) or 1
+        for lang in ("zh", "en"):
+            self.lang_share[lang] = sum(c.lang == lang for c in self.chunks) / n
 
 
 def load_index(root: Path, verify: bool = True) -> LoadedIndex:
@@ -271,8 +281,52 @@ def load_index(root: Path, verify: bool = True) -> LoadedIndex:
     dense = {e["name"]: faiss.read_index(str(path / e["file"])) for e in manifest["encoders"]}
     bm25 = bm25s.BM25.load(str(path / "bm25"))
     lexicon = json.loads((path / "lexicon.json").read_text(encoding="utf-8"))
+    glossary = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
     return LoadedIndex(path=path, manifest=manifest, chunks=chunks, dense=dense, bm25=bm25,
-                       bm25_title=bm25s.BM25.load(str(path / "bm25-title")), lexicon=lexicon)
+                       bm25_title=bm25s.BM25.load(str(path / "bm25-title")), lexicon=lexicon,
+                       glossary=glossary, links=link_languages(chunks))
+
+
+def _section_key(c: Chunk) -> str:
+    from kbqa.retrieve import chunk_page
+
+    return f"{chunk_page(c)}#{c.anchor}"
+
+
+def link_languages(chunks: list[Chunk]) -> dict[int, int]:
+    """Pair each passage with the same passage in the other language.
+
+    The zh-cn docs keep the English page's path and heading anchors, and a
+    page's opening passage has no anchor in either language; a section split
+    into several chunks links its first chunk only.
+    """
+    first: dict[tuple[str, str], int] = {}
+    for i, c in enumerate(chunks):
+        first.setdefault((_section_key(c), c.lang), i)
+    links: dict[int, int] = {}
+    for (key, lang), i in first.items():
+        other = first.get((key, "en" if lang == "zh" else "zh"))
+        if other is not None:
+            links[i] = other
+    return links
+
+
+def mine_glossary(docs, chunks: list[Chunk]) -> dict:
+    """Term pairs from the indexed pages themselves, merged with the core list."""
+    from kbqa.glossary import build_glossary, choose_pairs, mine_headings, mine_parenthetical
+    from kbqa.segment import _tokenizer
+
+    cut = _tokenizer()[0].lcut
+    pairs = choose_pairs(mine_parenthetical([d.body for d in docs if d.lang == "zh"], cut))
+    by_key: dict[str, dict[str, str]] = {}
+    for c in chunks:
+        if c.anchor and c.heading:
+            by_key.setdefault(_section_key(c), {})[c.lang] = c.heading.split(" > ")[-1]
+        elif c.ordinal == 0:
+            by_key.setdefault(_section_key(c), {})[c.lang] = c.title
+    aligned = [(v["zh"], v["en"]) for v in by_key.values() if "zh" in v and "en" in v]
+    pairs += mine_headings(aligned)
+    return build_glossary(pairs)
 
 
 def is_stale(cfg: Config) -> bool:

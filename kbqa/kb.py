@@ -12,8 +12,9 @@ from kbqa.answer import is_definition
 from kbqa.config import Config
 from kbqa.embed import get_embedder
 from kbqa.index import BuildReport, IndexError_, LoadedIndex, build_index, load_index
-from kbqa.retrieve import (MODES, Hit, SearchResult, dense_search, lexical_search,
-                           question_lang, rrf)
+from kbqa.glossary import translate_terms
+from kbqa.retrieve import (MODES, Hit, SearchResult, collapse_linked, dense_search,
+                           lexical_search, question_lang, rrf, to_simplified)
 from kbqa.segment import Chunk, tokenize, words
 
 
@@ -95,6 +96,7 @@ class KnowledgeBase:
     def search(self, question: str, top_k: int | None = None, mode: str | None = None,
                encoders: tuple[str, ...] | None = None) -> SearchResult:
         question, top_k = self._check(question, top_k)
+        question = to_simplified(question)
         cfg = self.config
         mode = mode or cfg.mode
         if mode not in MODES:
@@ -121,6 +123,24 @@ class KnowledgeBase:
             qtokens = tokenize(question)
             lists["bm25"] = lexical_search(idx.bm25, qtokens, cfg.candidates)
             weights["bm25"] = cfg.lexical_weight
+            if cfg.cross_weight > 0:
+                # The lexical side cannot see across languages by itself: add
+                # the glossary's terms in the other language as their own list.
+                # The query in the other language: glossary translations plus the
+                # words both languages share (names such as Pod or kubeadm).
+                terms = translate_terms(question, idx.glossary)
+                if terms:
+                    shared = [t for t in qtokens if t.isascii()]
+                    cross = tokenize(" ".join(terms)) + shared
+                    # ...matched against the other language's passages only.
+                    other = "en" if question_lang(question) == "zh" else "zh"
+                    for name, bm in (("cross", idx.bm25), ("cross_title", idx.bm25_title)):
+                        lists[name] = [(i, sc) for i, sc in lexical_search(bm, cross, cfg.candidates * 2)
+                                       if idx.chunks[i].lang == other][: cfg.candidates]
+                    # Cross-language evidence counts as much as the index is in
+                    # the other language: all of it for an English-only index.
+                    share = idx.lang_share.get(other, 0.0)
+                    weights["cross"] = weights["cross_title"] = cfg.cross_weight * share
             if cfg.title_weight > 0:
                 lists["title"] = lexical_search(idx.bm25_title, qtokens, cfg.candidates)
                 weights["title"] = cfg.title_weight
@@ -139,6 +159,8 @@ class KnowledgeBase:
                 if idx.chunks[h.index].lang == lang:
                     h.score *= cfg.lang_boost
             hits.sort(key=lambda h: -h.score)
+        if cfg.collapse_languages:
+            hits = collapse_linked(hits, idx.links, idx.chunks, question_lang(question))
         hits = hits[:top_k]
         timings["fuse"] = _ms(t)
         terms = [w for w in words(question) if w in idx.lexicon]
@@ -161,6 +183,7 @@ class KnowledgeBase:
             encoders: tuple[str, ...] | None = None) -> dict:
         t0 = time.perf_counter()
         question, top_k = self._check(question, top_k)
+        question = to_simplified(question)
         lang = question_lang(question)
         result = self.search(question, top_k, mode=mode, encoders=encoders)
         if result.found:

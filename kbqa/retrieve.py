@@ -17,6 +17,7 @@ from kbqa.index import LoadedIndex
 from kbqa.segment import Chunk, tokenize
 
 MODES = ("hybrid", "bm25", "dense")
+LEXICAL_LISTS = ("bm25", "title", "lead", "cross", "cross_title")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
@@ -73,7 +74,7 @@ def rrf(ranked_lists: dict[str, list[tuple[int, float]]], weights: dict[str, flo
             hit.ranks[name] = rank
             if name == "bm25":
                 hit.lexical = s
-            elif name in ("title", "lead"):
+            elif name in LEXICAL_LISTS:
                 pass
             else:
                 hit.dense = s if hit.dense is None else max(hit.dense, s)
@@ -86,3 +87,42 @@ def chunk_page(chunk: Chunk) -> str:
     if len(parts) > 1 and parts[0].lower() in ("en", "zh", "zh-cn"):
         parts = parts[1:]
     return "/".join(parts)
+
+
+def collapse_linked(hits: list[Hit], links: dict[int, int], chunks: list[Chunk],
+                    lang: str) -> list[Hit]:
+    """Show a passage once: of two language versions keep the asker's, at the better score."""
+    by_index = {h.index: h for h in hits}
+    out: list[Hit] = []
+    seen: set[int] = set()
+    for h in hits:  # best first
+        if h.index in seen:
+            continue
+        twin = by_index.get(links.get(h.index, -1))
+        if twin is not None and twin.index not in seen:
+            asker_has_twin = chunks[twin.index].lang == lang and chunks[h.index].lang != lang
+            keep = twin if asker_has_twin else h
+            keep.score = h.score
+            seen.update((h.index, twin.index))
+            out.append(keep)
+        else:
+            seen.add(h.index)
+            out.append(h)
+    return out
+
+
+_T2S = None
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese questions are read as Simplified (with Taiwan phrases mapped)."""
+    global _T2S
+    if not _CJK.search(text):
+        return text
+    if _T2S is None:
+        import opencc
+
+        _T2S = (opencc.OpenCC("t2s"), opencc.OpenCC("tw2sp"))
+    if _T2S[0].convert(text) == text:
+        return text  # already Simplified: leave phrases alone
+    return _T2S[1].convert(text)
