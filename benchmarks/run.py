@@ -82,6 +82,14 @@ def main() -> None:
         result["builds"].append(row)
         result["latency_in_process"] = latency(kb, [q["question"] for q in questions])
         result["eval_default"] = {k: v for k, v in evaluate(kb, questions).items() if k != "rows"}
+        # Cross-language: one language of the docs indexed, the other language asked.
+        result["cross_language"] = {}
+        for folder, asked in (("en", "zh"), ("zh-cn", "en")):
+            kbx, row = build(f"k8s-docs/{folder}", [docs / folder], ("use",), work)
+            result["builds"].append(row)
+            qs = [q for q in questions if q.get("lang") == asked]
+            res = evaluate(kbx, qs)
+            result["cross_language"][f"{asked} questions -> {folder} index"] = res["overall"]
         if not args.no_compare:
             kb2, row = build("k8s-docs+corpus (use+minilm)", [docs, ROOT / "corpus"],
                              ("use", "minilm"), work)
@@ -107,6 +115,9 @@ def main() -> None:
     print("\n| in process (k8s-docs+corpus) | p50 ms | p95 ms | p99 ms |\n|---|---|---|---|")
     for k, v in lat.items():
         print(f"| {k} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} |")
+    print("\n| cross-language | recall@1 | recall@5 | mrr@10 | in-domain refused |\n|---|---|---|---|---|")
+    for k, v in result["cross_language"].items():
+        print(f"| {k} | {v['recall@1']} | {v['recall@5']} | {v['mrr@10']} | {v['in_domain_refused']} |")
     print()
     print(format_table(result.get("eval_compare") or {"default": result["eval_default"]}))
     print(f"\nJSON: {args.out}")
