@@ -257,8 +257,10 @@ def build_glossary(pairs) -> dict:
         for zh in zhs:
             for en in ens:
                 add(zh, en)
+    names = {n.lower() for n in NAMES}
     for zh, en in pairs:
-        add(zh, en)
+        if en.lower() not in names:  # names read the same in both languages
+            add(zh, en)
     return {"zh2en": dict(zh2en), "en2zh": dict(en2zh)}
 
 

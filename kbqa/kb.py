@@ -107,6 +107,7 @@ class KnowledgeBase:
         lists: dict[str, list[tuple[int, float]]] = {}
         weights: dict[str, float] = {}
         best_dense = 0.0
+        translated = translate_terms(question, idx.glossary)
         if mode in ("hybrid", "dense"):
             for name in names:
                 t = time.perf_counter()
@@ -123,15 +124,15 @@ class KnowledgeBase:
             qtokens = tokenize(question)
             lists["bm25"] = lexical_search(idx.bm25, qtokens, cfg.candidates)
             weights["bm25"] = cfg.lexical_weight
+            same_share = 1.0
             if cfg.cross_weight > 0:
                 # The lexical side cannot see across languages by itself: add
                 # the glossary's terms in the other language as their own list.
                 # The query in the other language: glossary translations plus the
                 # words both languages share (names such as Pod or kubeadm).
-                terms = translate_terms(question, idx.glossary)
-                if terms:
+                if translated:
                     shared = [t for t in qtokens if t.isascii()]
-                    cross = tokenize(" ".join(terms)) + shared
+                    cross = tokenize(" ".join(translated)) + shared
                     # ...matched against the other language's passages only.
                     other = "en" if question_lang(question) == "zh" else "zh"
                     for name, bm in (("cross", idx.bm25), ("cross_title", idx.bm25_title)):
@@ -141,14 +142,19 @@ class KnowledgeBase:
                     # the other language: all of it for an English-only index.
                     share = idx.lang_share.get(other, 0.0)
                     weights["cross"] = weights["cross_title"] = cfg.cross_weight * share
+                    # ...and the question's own words count less when little of
+                    # the index is in the question's language (full weight from
+                    # half of it up).
+                    same_share = min(1.0, 2 * (1.0 - share))
             if cfg.title_weight > 0:
                 lists["title"] = lexical_search(idx.bm25_title, qtokens, cfg.candidates)
-                weights["title"] = cfg.title_weight
+                weights["title"] = cfg.title_weight * same_share
                 if is_definition(question):
                     # "What is X": the opening of X's own page is the answer.
                     lists["lead"] = [(i, s) for i, s in lists["title"]
                                      if idx.chunks[i].ordinal == 0]
-                    weights["lead"] = cfg.title_weight
+                    weights["lead"] = cfg.title_weight * same_share
+            weights["bm25"] *= same_share
             timings["lexical"] = _ms(t)
         t = time.perf_counter()
         hits = rrf(lists, weights, cfg.rrf_k)
@@ -163,7 +169,10 @@ class KnowledgeBase:
             hits = collapse_linked(hits, idx.links, idx.chunks, question_lang(question))
         hits = hits[:top_k]
         timings["fuse"] = _ms(t)
-        terms = [w for w in words(question) if w in idx.lexicon]
+        # Key words in either language: an English question over Chinese pages
+        # shows its domain through the glossary's translations.
+        probe = question + " " + " ".join(translated)
+        terms = [w for w in words(probe) if w in idx.lexicon]
         if mode == "bm25":
             found = bool(hits) and bool(terms)
         else:
