@@ -94,3 +94,15 @@ def server(corpus_index):
     yield base
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def single_language_kbs(tmp_path_factory) -> dict[str, KnowledgeBase]:
+    """Our articles indexed one language at a time, for cross-language questions."""
+    out = {}
+    for lang in ("en", "zh"):
+        d = tmp_path_factory.mktemp(f"index-{lang}")
+        cfg = make_config(index_dir=d, sources=(CORPUS / lang,))
+        KnowledgeBase(cfg).build()
+        out[lang] = KnowledgeBase(cfg)
+    return out

@@ -87,3 +87,47 @@ def test_index_keeps_a_mined_glossary(kb):
     mined = {zh for zh in g["zh2en"]} - {zh for zhs, _ in __import__("kbqa.glossary").glossary.PAIRS
                                           for zh in zhs}
     assert len(mined) >= 20  # pairs mined from the corpus itself, beyond the core list
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("index_lang,question,article", [
+    ("en", "调度器如何为 Pod 选择节点？", "kube-scheduler.md"),
+    ("en", "怎样用快照备份和恢复 etcd？", "etcd.md"),
+    ("en", "kube-proxy 的 IPVS 模式", "kube-proxy.md"),
+    ("zh", "How do I back up etcd with a snapshot?", "etcd.md"),
+    ("zh", "What are the differences between the control plane and the data plane?",
+     "control-plane-and-data-plane.md"),
+    ("zh", "Which cgroup driver should the kubelet and containerd use?", "container-runtime.md"),
+])
+def test_questions_find_pages_that_exist_only_in_the_other_language(
+        single_language_kbs, index_lang, question, article):
+    kb = single_language_kbs[index_lang]
+    res = kb.search(question, top_k=3)
+    assert res.found
+    sources = [kb.index.chunks[h.index].source for h in res.hits]
+    assert any(s.endswith(article) for s in sources), sources
+
+
+def test_cross_language_lists_only_search_the_other_language(single_language_kbs):
+    kb = single_language_kbs["en"]
+    # A Chinese question over English pages: the glossary carries it across.
+    assert any(t in translate_terms("控制平面和数据平面有什么区别？", kb.index.glossary)
+               for t in ("control plane", "data plane"))
+    assert kb.index.lang_share["en"] == 1.0
+
+
+@pytest.mark.parametrize("question,article", [
+    ("控制平面和数据平面有什么区别？", "control-plane-and-data-plane.md"),
+    ("调度器怎样给节点打分？", "kube-scheduler.md"),
+    ("容器运行时接口是什么？", "container-runtime.md"),
+])
+def test_lexical_search_crosses_languages_through_the_glossary(single_language_kbs, question,
+                                                               article):
+    # Lexical only, Chinese words only, English pages only: without the glossary's
+    # translations BM25 has nothing to match.
+    kb = single_language_kbs["en"]
+    res = kb.search(question, top_k=3, mode="bm25")
+    sources = [kb.index.chunks[h.index].source for h in res.hits]
+    assert any(s.endswith(article) for s in sources), sources
