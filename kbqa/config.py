@@ -38,11 +38,15 @@ class Config:
     lang_boost: float = 1.0
     cross_weight: float = 1.0
     collapse_languages: int = 1
-    # Out-of-domain guard (cosine of the best dense hit): at or above
-    # strong_dense_score a question is in domain; between the two it needs a
-    # word characteristic of the knowledge base; below min it is refused.
+    # Out-of-domain guard (cosine of the best dense hit): at or above the
+    # strong score a question is in domain; between the two it needs a word
+    # characteristic of the knowledge base; below min it is refused. The strong
+    # score is fitted per index on off-topic probes (manifest "abstention");
+    # setting it here overrides the fitted value.
     min_dense_score: float = 0.15
-    strong_dense_score: float = 0.36
+    strong_dense_score: float | None = None
+    # Share of the off-topic calibration probes the fitted guard may let through.
+    abstention_tolerance: float = 0.03
     default_top_k: int = 5
     max_top_k: int = 50
     max_question_chars: int = 2000
@@ -80,7 +84,7 @@ def _coerce(f: dataclasses.Field, raw: str) -> Any:
             return tuple(Path(p) for p in items) if "Path" in kind else tuple(items)
         if kind == "int":
             return int(raw)
-        if kind == "float":
+        if kind in ("float", "float | None"):
             return float(raw)
         if kind == "Path":
             return Path(raw)

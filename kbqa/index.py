@@ -34,7 +34,7 @@ from kbqa.ingest import Skipped, iter_documents
 from kbqa.segment import Chunk, chunk_document, tokenize
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 3  # 2: lexicon.json, glossary.json, bm25-title/; 3: abstention in manifest
 
 
 class IndexError_(RuntimeError):
@@ -153,6 +153,9 @@ def build_index(cfg: Config, sources: list[Path] | None = None) -> BuildReport:
                                           encoding="utf-8")
         glossary = mine_glossary(docs, chunks)
         (tmp / "glossary.json").write_text(json.dumps(glossary, ensure_ascii=False), encoding="utf-8")
+        lexicon = json.loads((tmp / "lexicon.json").read_text(encoding="utf-8"))
+        abstention = calibrate_abstention(cfg, tmp / encoders[0]["file"], cfg.encoders[0],
+                                          lexicon, glossary)
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for c in chunks:
                 fh.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
@@ -169,6 +172,7 @@ def build_index(cfg: Config, sources: list[Path] | None = None) -> BuildReport:
             "chunks": len(chunks),
             "files": {d.doc_id: d.sha256 for d in docs},
             "skipped": [asdict(s) for s in report.skipped],
+            "abstention": abstention,
             "checksums": {p.relative_to(tmp).as_posix(): _sha256(p)
                           for p in sorted(tmp.rglob("*")) if p.is_file()},
         }
@@ -185,6 +189,27 @@ def build_index(cfg: Config, sources: list[Path] | None = None) -> BuildReport:
     report.version = version
     report.seconds = time.perf_counter() - started
     return report
+
+
+def calibrate_abstention(cfg: Config, faiss_path: Path, encoder: str, lexicon: dict,
+                         glossary: dict) -> dict:
+    """Fit the out-of-domain guard of this index on shipped off-topic questions."""
+    import faiss
+
+    from kbqa.glossary import translate_terms
+    from kbqa.retrieve import domain_words, fit_strong_threshold, offtopic_probes
+
+    questions = offtopic_probes()
+    index = faiss.read_index(str(faiss_path))
+    vecs = get_embedder(encoder, cfg.query_threads, cfg.build_threads).encode(questions, query=True)
+    scores, _ = index.search(np.ascontiguousarray(vecs, dtype=np.float32), 1)
+    probes = [(float(s[0]), bool(domain_words(q, translate_terms(q, glossary), lexicon)))
+              for q, s in zip(questions, scores)]
+    strong = fit_strong_threshold(probes, cfg.min_dense_score, cfg.abstention_tolerance)
+    accepted = sum(1 for d, w in probes if d >= strong or (w and d >= cfg.min_dense_score))
+    return {"encoder": canonical_name(encoder), "min_dense": cfg.min_dense_score,
+            "strong_dense": strong, "probes": len(probes), "probes_accepted": accepted,
+            "tolerance": cfg.abstention_tolerance}
 
 
 def _collection_names(sources: list[Path]) -> list[str]:
@@ -231,7 +256,7 @@ def current_version(root: Path) -> Path:
         raise IndexError_(f"no index in {root}/ yet: build it with `kbqa index --index-dir {root}`")
     path = root / marker.read_text().strip()
     if not (path / "manifest.json").is_file():
-        raise IndexError_(f"index version {path} is incomplete: rebuild with `kbqa index --full`")
+        raise IndexError_(f"index version {path} is incomplete: rebuild with `kbqa index`")
     return path
 
 
@@ -264,27 +289,32 @@ def load_index(root: Path, verify: bool = True) -> LoadedIndex:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexError_(f"{path}/manifest.json is unreadable ({exc}); rebuild with "
-                          "`kbqa index --full`") from None
+                          "`kbqa index`") from None
     if manifest.get("format") != FORMAT:
         raise IndexError_(f"index {path} has format {manifest.get('format')}, this kbqa reads "
-                          f"{FORMAT}: rebuild with `kbqa index --full`")
+                          f"{FORMAT}: rebuild with `kbqa index`")
     if verify:
         for rel, digest in manifest.get("checksums", {}).items():
             f = path / rel
             if not f.is_file() or _sha256(f) != digest:
                 raise IndexError_(f"index file {f} is missing or damaged: rebuild with "
-                                  "`kbqa index --full`")
-    chunks = []
-    with open(path / "chunks.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            chunks.append(Chunk(**json.loads(line)))
-    dense = {e["name"]: faiss.read_index(str(path / e["file"])) for e in manifest["encoders"]}
-    bm25 = bm25s.BM25.load(str(path / "bm25"))
-    lexicon = json.loads((path / "lexicon.json").read_text(encoding="utf-8"))
-    glossary = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
+                                  "`kbqa index`")
+    try:
+        chunks = []
+        with open(path / "chunks.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                chunks.append(Chunk(**json.loads(line)))
+        dense = {e["name"]: faiss.read_index(str(path / e["file"])) for e in manifest["encoders"]}
+        bm25 = bm25s.BM25.load(str(path / "bm25"))
+        lexicon = json.loads((path / "lexicon.json").read_text(encoding="utf-8"))
+        glossary = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
+        titles = bm25s.BM25.load(str(path / "bm25-title"))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexError_(f"index {path} cannot be read ({type(exc).__name__}): rebuild with "
+                          "`kbqa index`") from None
     return LoadedIndex(path=path, manifest=manifest, chunks=chunks, dense=dense, bm25=bm25,
-                       bm25_title=bm25s.BM25.load(str(path / "bm25-title")), lexicon=lexicon,
-                       glossary=glossary, links=link_languages(chunks))
+                       bm25_title=titles, lexicon=lexicon, glossary=glossary,
+                       links=link_languages(chunks))
 
 
 def _section_key(c: Chunk) -> str:

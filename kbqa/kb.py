@@ -13,9 +13,10 @@ from kbqa.config import Config
 from kbqa.embed import get_embedder
 from kbqa.index import BuildReport, IndexError_, LoadedIndex, build_index, load_index
 from kbqa.glossary import translate_terms
-from kbqa.retrieve import (MODES, Hit, SearchResult, collapse_linked, dense_search,
-                           lexical_search, question_lang, rrf, to_simplified)
-from kbqa.segment import Chunk, tokenize, words
+from kbqa.retrieve import (MODES, Hit, SearchResult, collapse_linked, decide_found,
+                           dense_search, domain_words, lexical_search, question_lang, rrf,
+                           to_simplified)
+from kbqa.segment import Chunk, tokenize
 
 
 class QueryError(ValueError):
@@ -171,15 +172,14 @@ class KnowledgeBase:
         timings["fuse"] = _ms(t)
         # Key words in either language: an English question over Chinese pages
         # shows its domain through the glossary's translations.
-        probe = question + " " + " ".join(translated)
-        terms = [w for w in words(probe) if w in idx.lexicon]
+        terms = domain_words(question, translated, idx.lexicon)
+        strong = cfg.strong_dense_score
+        if strong is None:
+            strong = idx.manifest["abstention"]["strong_dense"]
         if mode == "bm25":
             found = bool(hits) and bool(terms)
         else:
-            # A strong dense match stands on its own; a weak one needs a word
-            # that is characteristic of this knowledge base.
-            found = bool(hits) and (best_dense >= cfg.strong_dense_score or
-                                    (best_dense >= cfg.min_dense_score and bool(terms)))
+            found = bool(hits) and decide_found(best_dense, bool(terms), cfg.min_dense_score, strong)
         return SearchResult(hits=hits, found=found, timings=timings)
 
     def passage(self, hit: Hit) -> dict:

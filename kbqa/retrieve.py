@@ -126,3 +126,40 @@ def to_simplified(text: str) -> str:
     if _T2S[0].convert(text) == text:
         return text  # already Simplified: leave phrases alone
     return _T2S[1].convert(text)
+
+
+def domain_words(question: str, translated: list[str], lexicon: dict) -> list[str]:
+    """Words of the question (or of its glossary translation) characteristic of the index."""
+    from kbqa.segment import words
+
+    return [w for w in words(question + " " + " ".join(translated)) if w in lexicon]
+
+
+def decide_found(best_dense: float, has_domain_words: bool, min_dense: float,
+                 strong_dense: float) -> bool:
+    """A strong dense match stands on its own; a middling one needs a domain word."""
+    return best_dense >= strong_dense or (best_dense >= min_dense and has_domain_words)
+
+
+def fit_strong_threshold(probes: list[tuple[float, bool]], min_dense: float,
+                         tolerance: float) -> float:
+    """Lowest strong threshold that lets at most ``tolerance`` of off-topic probes through.
+
+    probes: (best dense score, has domain words) of questions known to be off
+    topic. Probes let through by their domain words count against the budget
+    first; the threshold then sits just above the highest remaining score.
+    """
+    budget = int(tolerance * len(probes))
+    by_words = sum(1 for d, w in probes if w and d >= min_dense)
+    rest = sorted((d for d, w in probes if not (w and d >= min_dense)), reverse=True)
+    allowed = max(0, budget - by_words)
+    above = rest[allowed] if allowed < len(rest) else min_dense
+    return round(max(min_dense, above + 0.01), 3)
+
+
+def offtopic_probes() -> list[str]:
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "offtopic.txt"
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]

@@ -74,3 +74,26 @@ def test_eval_on_the_dev_questions_runs(corpus_index):
     r = run_cli("eval", str(DEV), "--index-dir", str(corpus_index))
     assert r.returncode == 0, r.stderr
     assert "| hybrid | overall | 44 |" in r.stdout
+
+
+def test_damaged_or_old_index_fails_in_one_line(tmp_path):
+    import json as _json
+
+    src = tmp_path / "src" / "en"
+    src.mkdir(parents=True)
+    shutil.copy(CORPUS / "en" / "kubelet.md", src / "kubelet.md")
+    idx = tmp_path / "idx"
+    assert run_cli("index", "--source", str(src.parent), "--index-dir", str(idx)).returncode == 0
+    version = idx / (idx / "CURRENT").read_text().strip()
+    chunks = version / "chunks.jsonl"
+    chunks.write_bytes(chunks.read_bytes()[:100])  # truncated
+    r = run_cli("ask", "kubelet", "--index-dir", str(idx))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "chunks.jsonl" in r.stderr
+    assert "kbqa index" in r.stderr
+    manifest = version / "manifest.json"
+    m = _json.loads(manifest.read_text())
+    m["format"] = 0
+    manifest.write_text(_json.dumps(m))
+    r = run_cli("ask", "kubelet", "--index-dir", str(idx))
+    assert r.returncode != 0 and "format" in r.stderr and len(r.stderr.strip().splitlines()) == 1
