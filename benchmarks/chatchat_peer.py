@@ -86,7 +86,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import re
 import statistics
 import sys
@@ -137,6 +136,9 @@ logging.getLogger("langchain_core").setLevel(logging.ERROR)
 jieba.setLogLevel(logging.WARNING)
 
 
+from run import machine  # noqa: E402  (benchmarks/run.py, same folder)
+
+
 class KbqaEncoderEmbeddings(Embeddings):
     """LangChain ``Embeddings`` over kbqa's encoder (L2-normalised float32 vectors)."""
 
@@ -148,14 +150,6 @@ class KbqaEncoderEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self.encoder.encode([text], query=True)[0].tolist()
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) // 1024 // 1024 for line in open("/proc/meminfo")
-                if line.startswith("MemTotal")), 0)
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": mem, "python": platform.python_version()}
 
 
 def versions() -> dict:

@@ -35,7 +35,6 @@ class Config:
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     title_weight: float = 1.0
-    lang_boost: float = 1.0
     cross_weight: float = 1.0
     collapse_languages: int = 1
     # Out-of-domain guard (cosine of the best dense hit): at or above the

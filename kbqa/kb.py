@@ -122,50 +122,10 @@ class KnowledgeBase:
                     best_dense = max(best_dense, lists[name][0][1])
         if mode in ("hybrid", "bm25"):
             t = time.perf_counter()
-            qtokens = tokenize(question)
-            lists["bm25"] = lexical_search(idx.bm25, qtokens, cfg.candidates)
-            weights["bm25"] = cfg.lexical_weight
-            same_share = 1.0
-            if cfg.cross_weight > 0:
-                # The lexical side cannot see across languages by itself: add
-                # the glossary's terms in the other language as their own list.
-                # The query in the other language: glossary translations plus the
-                # words both languages share (names such as Pod or kubeadm).
-                if translated:
-                    shared = [t for t in qtokens if t.isascii()]
-                    cross = tokenize(" ".join(translated)) + shared
-                    # ...matched against the other language's passages only.
-                    other = "en" if question_lang(question) == "zh" else "zh"
-                    for name, bm in (("cross", idx.bm25), ("cross_title", idx.bm25_title)):
-                        lists[name] = [(i, sc) for i, sc in lexical_search(bm, cross, cfg.candidates * 2)
-                                       if idx.chunks[i].lang == other][: cfg.candidates]
-                    # Cross-language evidence counts as much as the index is in
-                    # the other language: all of it for an English-only index.
-                    share = idx.lang_share.get(other, 0.0)
-                    weights["cross"] = weights["cross_title"] = cfg.cross_weight * share
-                    # ...and the question's own words count less when little of
-                    # the index is in the question's language (full weight from
-                    # half of it up).
-                    same_share = min(1.0, 2 * (1.0 - share))
-            if cfg.title_weight > 0:
-                lists["title"] = lexical_search(idx.bm25_title, qtokens, cfg.candidates)
-                weights["title"] = cfg.title_weight * same_share
-                if is_definition(question):
-                    # "What is X": the opening of X's own page is the answer.
-                    lists["lead"] = [(i, s) for i, s in lists["title"]
-                                     if idx.chunks[i].ordinal == 0]
-                    weights["lead"] = cfg.title_weight * same_share
-            weights["bm25"] *= same_share
+            self._lexical_lists(question, translated, lists, weights)
             timings["lexical"] = _ms(t)
         t = time.perf_counter()
         hits = rrf(lists, weights, cfg.rrf_k)
-        if cfg.lang_boost != 1.0:
-            # Same evidence in the asker's language reads better than a translation.
-            lang = question_lang(question)
-            for h in hits:
-                if idx.chunks[h.index].lang == lang:
-                    h.score *= cfg.lang_boost
-            hits.sort(key=lambda h: -h.score)
         if cfg.collapse_languages:
             hits = collapse_linked(hits, idx.links, idx.chunks, question_lang(question))
         hits = hits[:top_k]
@@ -182,6 +142,38 @@ class KnowledgeBase:
             found = bool(hits) and decide_found(best_dense, bool(terms), cfg.min_dense_score, strong)
         return SearchResult(hits=hits, found=found, timings=timings)
 
+    def _lexical_lists(self, question: str, translated: list[str], lists: dict,
+                       weights: dict) -> None:
+        """BM25 over text and titles, plus the same in the other language."""
+        cfg, idx = self.config, self.index
+        qtokens = tokenize(question)
+        same_share = 1.0
+        if cfg.cross_weight > 0 and translated:
+            # The lexical side cannot see across languages by itself. The query
+            # in the other language is the glossary's translations plus the
+            # words both languages share (names such as Pod or kubeadm),
+            # matched against the other language's passages only.
+            cross = tokenize(" ".join(translated)) + [t for t in qtokens if t.isascii()]
+            other = "en" if question_lang(question) == "zh" else "zh"
+            for name, bm in (("cross", idx.bm25), ("cross_title", idx.bm25_title)):
+                lists[name] = [(i, sc) for i, sc in lexical_search(bm, cross, cfg.candidates * 2)
+                               if idx.chunks[i].lang == other][: cfg.candidates]
+            # Each side counts as much as the index is in its language: all of
+            # the cross side for an English-only index, full weight for the
+            # question's own words from half of the index up.
+            share = idx.lang_share.get(other, 0.0)
+            weights["cross"] = weights["cross_title"] = cfg.cross_weight * share
+            same_share = min(1.0, 2 * (1.0 - share))
+        lists["bm25"] = lexical_search(idx.bm25, qtokens, cfg.candidates)
+        weights["bm25"] = cfg.lexical_weight * same_share
+        if cfg.title_weight > 0:
+            lists["title"] = lexical_search(idx.bm25_title, qtokens, cfg.candidates)
+            weights["title"] = cfg.title_weight * same_share
+            if is_definition(question):
+                # "What is X": the opening of X's own page is the answer.
+                lists["lead"] = [(i, s) for i, s in lists["title"] if idx.chunks[i].ordinal == 0]
+                weights["lead"] = cfg.title_weight * same_share
+
     def passage(self, hit: Hit) -> dict:
         c = self.index.chunks[hit.index]
         return {"id": c.id, "source": c.source, "collection": c.collection, "lang": c.lang,
@@ -192,7 +184,7 @@ class KnowledgeBase:
             encoders: tuple[str, ...] | None = None) -> dict:
         t0 = time.perf_counter()
         question, top_k = self._check(question, top_k)
-        question = to_simplified(question)
+        question = to_simplified(question)  # the answer's sentences are scored against it
         lang = question_lang(question)
         result = self.search(question, top_k, mode=mode, encoders=encoders)
         if result.found:
