@@ -11,7 +11,8 @@ from kbqa import answer as answer_mod
 from kbqa.answer import is_definition
 from kbqa.config import Config
 from kbqa.embed import get_embedder
-from kbqa.index import BuildReport, IndexError_, LoadedIndex, build_index, load_index
+from kbqa.index import (BuildReport, IndexError_, LiveIndex, LoadedIndex, Progress,
+                        build_index)
 from kbqa.glossary import translate_terms
 from kbqa.retrieve import (MODES, Hit, SearchResult, collapse_linked, decide_found,
                            dense_search, domain_words, lexical_search, question_lang, rrf,
@@ -45,23 +46,24 @@ def canonical_url(chunk: Chunk) -> str | None:
 class KnowledgeBase:
     def __init__(self, config: Config | None = None):
         self.config = config or Config.from_env()
-        self._index: LoadedIndex | None = None
+        # The index in use, swapped for newer versions between web requests.
+        self.live = LiveIndex(self.config.index_dir)
         self._embedders: dict = {}
         self._lock = threading.Lock()
 
     # --- index -------------------------------------------------------------
-    def build(self, sources: list[Path] | None = None) -> BuildReport:
-        report = build_index(self.config, sources)
-        with self._lock:
-            self._index = None  # next query loads the new version
+    def build(self, sources: list[Path] | None = None, full: bool = False,
+              progress: Progress | None = None) -> BuildReport:
+        """Bring the index up to date (incrementally unless ``full``); see index.build_index."""
+        report = build_index(self.config, sources, full=full, progress=progress)
+        if not report.up_to_date:
+            self.live.invalidate()  # the next query uses the new version
         return report
 
     @property
     def index(self) -> LoadedIndex:
-        with self._lock:
-            if self._index is None:
-                self._index = load_index(self.config.index_dir)
-            return self._index
+        """The loaded index; within a web request always the same version (see LiveIndex)."""
+        return self.live.get()
 
     def stats(self) -> dict:
         m = self.index.manifest
