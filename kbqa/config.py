@@ -55,6 +55,9 @@ class Config:
     build_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     host: str = "127.0.0.1"
     port: int = 8000
+    # Bearer token of /api/admin/* (KBQA_ADMIN_TOKEN). Unset: those endpoints answer
+    # 403 and do nothing; they are never open.
+    admin_token: str | None = None
     web_dir: Path = field(default_factory=lambda: _project_root() / "web")
 
     @classmethod
