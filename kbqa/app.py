@@ -98,6 +98,12 @@ def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) ->
     app.extensions["kbqa"] = kb or KnowledgeBase(config)
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    # Feedback opens its SQLite store lazily: a broken store never stops answers.
+    from kbqa.feedback import feedback_api
+    from kbqa.openapi import openapi_api
+
+    app.register_blueprint(feedback_api)
+    app.register_blueprint(openapi_api)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

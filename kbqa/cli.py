@@ -173,5 +173,43 @@ def eval_cmd(questions, index_dir, mode, encoders, compare, lang, as_json) -> No
         click.echo(format_table(runs))
 
 
+@main.group()
+def feedback() -> None:
+    """Readers' 👍/👎 ratings of answers (stored by the chat page)."""
+
+
+@feedback.command("export")
+@click.option("--db", type=click.Path(dir_okay=False),
+              help="Feedback database. Default: var/feedback.sqlite3 (KBQA_FEEDBACK_DB).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+              help="Write JSON Lines here instead of standard output.")
+def feedback_export(db, out) -> None:
+    """Write every feedback record as one JSON object per line, oldest first."""
+    from kbqa.feedback import FeedbackStore, FeedbackUnavailable, export_jsonl
+
+    cfg = _config(None, feedback_db=Path(db) if db else None)
+    if not cfg.feedback_db.exists():
+        _fail(f"no feedback database at {cfg.feedback_db}; pass --db FILE or set "
+              "KBQA_FEEDBACK_DB", EXIT_USAGE)
+    store = FeedbackStore(cfg.feedback_db)
+    tmp = Path(out).with_name(Path(out).name + ".tmp") if out else None
+    try:
+        if tmp is not None:
+            # Written aside and renamed: a failed export never leaves half a file.
+            with open(tmp, "w", encoding="utf-8") as fh:
+                n = export_jsonl(store, fh)
+            tmp.replace(out)
+            click.echo(f"exported {n} feedback records to {out}", err=True)
+        else:
+            export_jsonl(store, sys.stdout)
+    except FeedbackUnavailable as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {out} ({exc.strerror}); pick another --out")
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+
+
 if __name__ == "__main__":
     main()

@@ -59,6 +59,9 @@ class Config:
     # 403 and do nothing; they are never open.
     admin_token: str | None = None
     web_dir: Path = field(default_factory=lambda: _project_root() / "web")
+    # Readers' 👍/👎 feedback (SQLite). Kept out of index/: a rebuild or
+    # `make clean` must never delete what people said.
+    feedback_db: Path = field(default_factory=lambda: Path("var/feedback.sqlite3"))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Config":
@@ -74,6 +77,7 @@ class Config:
         cfg.index_dir = Path(cfg.index_dir)
         cfg.sources = tuple(Path(s) for s in cfg.sources)
         cfg.web_dir = Path(cfg.web_dir)
+        cfg.feedback_db = Path(cfg.feedback_db)
         return cfg
 
 
