@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from flask import Blueprint, Flask, abort, current_app, jsonify, request, send_from_directory
+from flask import (Blueprint, Flask, Response, abort, current_app, jsonify, request,
+                   send_from_directory, stream_with_context)
 from werkzeug.exceptions import HTTPException
 
 from kbqa.config import Config
@@ -27,23 +29,60 @@ def error(status: int, code: str, message: str):
     return resp
 
 
-@api.post("/query")
-def query():
+def _query_body() -> tuple[dict | None, object]:
+    """The JSON body of a query, or the error response to send instead."""
     if not request.is_json:
-        return error(415, "unsupported_media_type", "send the question as JSON with "
-                     "Content-Type: application/json")
+        return None, error(415, "unsupported_media_type", "send the question as JSON with "
+                           "Content-Type: application/json")
     body = request.get_json(silent=True)
     if body is None:
-        return error(400, "invalid_json", "request body is not valid JSON")
+        return None, error(400, "invalid_json", "request body is not valid JSON")
     if not isinstance(body, dict):
-        return error(400, "invalid_body", "request body must be a JSON object")
+        return None, error(400, "invalid_body", "request body must be a JSON object")
     if "question" not in body:
-        return error(400, "missing_question", "field 'question' is required")
+        return None, error(400, "missing_question", "field 'question' is required")
+    return body, None
+
+
+def _query_error(exc: QueryError):
+    status = 413 if exc.code == "question_too_long" else 400
+    return error(status, exc.code, str(exc))
+
+
+@api.post("/query")
+def query():
+    body, failure = _query_body()
+    if failure is not None:
+        return failure
     try:
-        return jsonify(_kb().ask(body["question"], body.get("top_k")))
+        return jsonify(_kb().ask(body["question"], body.get("top_k"),
+                                 history=body.get("history")))
     except QueryError as exc:
-        status = 413 if exc.code == "question_too_long" else 400
-        return error(status, exc.code, str(exc))
+        return _query_error(exc)
+
+
+@api.post("/query/stream")
+def query_stream():
+    """The same answer as Server-Sent Events: meta, then delta..., then done.
+
+    Bad input is refused with a JSON 4xx before the stream starts; a language
+    model failing mid-stream ends with ``done`` carrying the extractive answer.
+    """
+    body, failure = _query_body()
+    if failure is not None:
+        return failure
+    try:
+        events = _kb().ask_stream(body["question"], body.get("top_k"),
+                                  history=body.get("history"))
+    except QueryError as exc:
+        return _query_error(exc)
+
+    def generate():
+        for event, data in events:
+            yield f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    return Response(stream_with_context(generate()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @api.get("/health")
@@ -98,6 +137,7 @@ def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) ->
     app.extensions["kbqa"] = kb or KnowledgeBase(config)
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    # Admin API (off without KBQA_ADMIN_TOKEN); also pins one index version per request.
     # Feedback opens its SQLite store lazily: a broken store never stops answers.
     from kbqa.feedback import feedback_api
     from kbqa.openapi import openapi_api

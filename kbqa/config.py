@@ -49,6 +49,15 @@ class Config:
     default_top_k: int = 5
     max_top_k: int = 50
     max_question_chars: int = 2000
+    # Earlier turns a follow-up may lean on (the request's "history").
+    max_history_turns: int = 10
+    # Optional language model: an OpenAI-compatible /v1/chat/completions
+    # endpoint (Ollama, vLLM, ...). Unset: extractive answers only. Slower than
+    # the timeout, unreachable or failing: the extractive answer, said so.
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_timeout: float = 30.0
+    llm_api_key: str | None = None
     # Query encoding runs single-threaded: BLAS oversubscription on small
     # inputs costs far more than it gains (measured in benchmarks/).
     query_threads: int = 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,8 +15,9 @@ from kbqa.config import Config
 from kbqa.embed import get_embedder
 from kbqa.index import (BuildReport, IndexError_, LiveIndex, LoadedIndex, Progress,
                         build_index)
-from kbqa.glossary import translate_terms
-from kbqa.retrieve import (MODES, Hit, SearchResult, collapse_linked, decide_found,
+from kbqa.followup import resolve as resolve_followup
+from kbqa.glossary import NAMES, translate_terms
+from kbqa.retrieve import (MODES, Hit, SearchResult, chunk_page, collapse_linked, decide_found,
                            dense_search, domain_words, lexical_search, question_lang, rrf,
                            to_simplified)
 from kbqa.segment import Chunk, tokenize
@@ -28,10 +31,14 @@ class QueryError(ValueError):
         self.code = code
 
 
-def canonical_url(chunk: Chunk) -> str | None:
-    """kubernetes.io URL for a page of the official docs, else the article page here."""
+def canonical_url(chunk: Chunk, anchor: bool = True) -> str:
+    """kubernetes.io URL for a page of the official docs, else the article page here.
+
+    The anchor is the heading's ``{#id}`` (or Hugo's slug of it), so the link
+    lands on the passage, not the top of a long page.
+    """
     parts = chunk.source.split("/")
-    anchor = f"#{quote(chunk.anchor)}" if chunk.anchor else ""
+    anchor = f"#{quote(chunk.anchor)}" if chunk.anchor and anchor else ""
     if len(parts) >= 3 and parts[0] in ("en", "zh-cn"):
         path = "/".join(parts[1:])
         path = path[: -len(".md")] if path.endswith(".md") else path
@@ -182,25 +189,276 @@ class KnowledgeBase:
                 "title": c.title, "heading": c.heading, "text": c.text,
                 "score": round(hit.score, 6), "url": canonical_url(c)}
 
+    # --- answers ------------------------------------------------------------
+    @property
+    def llm(self):
+        """The optional language model client, when one is configured."""
+        cfg = self.config
+        if not (cfg.llm_url and cfg.llm_model):
+            return None
+        if getattr(self, "_llm", None) is None:
+            from kbqa.llm import LLMClient
+
+            self._llm = LLMClient(cfg.llm_url, cfg.llm_model, cfg.llm_timeout, cfg.llm_api_key)
+        return self._llm
+
     def ask(self, question: str, top_k: int | None = None, mode: str | None = None,
-            encoders: tuple[str, ...] | None = None) -> dict:
+            encoders: tuple[str, ...] | None = None, history: list | None = None,
+            use_llm: bool = True) -> dict:
+        """Search, then answer: the language model's if configured and working, else extractive."""
+        p = self._prepare(question, top_k, mode, encoders, history)
+        note = None
+        if use_llm and p.found and self.llm is not None:
+            from kbqa.llm import LLMError, build_messages, check_citations
+
+            t = time.perf_counter()
+            try:
+                text = self.llm.complete(build_messages(p.searched, p.lang, p.answer.passages,
+                                                        p.history))
+                p.timings["llm"] = _ms(t)
+                return self._response(p, check_citations(text, len(p.answer.passages)), "llm")
+            except LLMError as exc:
+                p.timings["llm"] = _ms(t)
+                note = f"{exc}; extractive answer given instead"
+        elif use_llm and p.found and self.config.llm_url and not self.config.llm_model:
+            note = "KBQA_LLM_URL is set but KBQA_LLM_MODEL is not; extractive answer given"
+        return self._response(p, p.answer.text, "extractive", note)
+
+    def ask_stream(self, question: str, top_k: int | None = None,
+                   history: list | None = None):
+        """Validate and search now (errors raise), then yield (event, data) pairs.
+
+        Events: ``meta`` (what was searched, passages), ``delta`` (answer text
+        as it is written), ``done`` (the whole response, as ``ask`` gives it).
+        """
+        p = self._prepare(question, top_k, None, None, history)
+        return self._stream(p)
+
+    def _stream(self, p: "_Prepared"):
+        meta = self._response(p, "", "extractive")
+        yield "meta", {k: meta[k] for k in ("searched_query", "lang", "found", "question_type",
+                                            "passages", "suggestions")}
+        if p.found and self.llm is not None:
+            from kbqa.llm import LLMError, build_messages, check_citations
+
+            t = time.perf_counter()
+            parts: list[str] = []
+            try:
+                for piece in self.llm.stream(build_messages(p.searched, p.lang, p.answer.passages,
+                                                            p.history)):
+                    parts.append(piece)
+                    yield "delta", {"text": piece}
+                text = check_citations("".join(parts), len(p.answer.passages))
+                p.timings["llm"] = _ms(t)
+                yield "done", self._response(p, text, "llm")
+                return
+            except LLMError as exc:
+                p.timings["llm"] = _ms(t)
+                note = f"{exc}; extractive answer given instead"
+                yield "done", self._response(p, p.answer.text, "extractive", note)
+                return
+        text = p.answer.text if p.found else p.not_found
+        yield "delta", {"text": text}
+        yield "done", self._response(p, p.answer.text if p.found else p.not_found, "extractive")
+
+    def _check_history(self, history) -> list[dict]:
+        if history is None:
+            return []
+        if not isinstance(history, list):
+            raise QueryError("invalid_history", "history must be a list of "
+                             "{\"question\": str, \"answer\": str} turns, oldest first")
+        if len(history) > self.config.max_history_turns:
+            raise QueryError("history_too_long", f"history has {len(history)} turns; send at "
+                             f"most the last {self.config.max_history_turns}")
+        out = []
+        for n, turn in enumerate(history):
+            if (not isinstance(turn, dict) or not isinstance(turn.get("question"), str)
+                    or not isinstance(turn.get("answer", ""), str)):
+                raise QueryError("invalid_history", f"history[{n}] must be an object with a "
+                                 "string 'question' (and optionally a string 'answer')")
+            if len(turn["question"]) > self.config.max_question_chars or \
+                    len(turn.get("answer", "")) > 20 * self.config.max_question_chars:
+                raise QueryError("history_too_long", f"history[{n}] is too long")
+            out.append({"question": to_simplified(turn["question"]),
+                        "answer": turn.get("answer", "")})
+        return out
+
+    def topics(self, text: str) -> list[str]:
+        """Topic words of a text, in order: names and glossary terms (what a pronoun stands for)."""
+        idx = self.index
+        found: list[tuple[int, str]] = []
+        taken = [False] * len(text)
+        zh_terms = sorted((k for k in idx.glossary.get("zh2en", {}) if k in text), key=len,
+                          reverse=True)
+        for term in zh_terms:
+            for m in re.finditer(re.escape(term), text):
+                if not any(taken[m.start():m.end()]):
+                    found.append((m.start(), term))
+                    taken[m.start():m.end()] = [True] * (m.end() - m.start())
+        en_terms = idx.glossary.get("en2zh", {})
+        for m in re.finditer(r"[A-Za-z][A-Za-z0-9.\-]*[A-Za-z0-9]", text):
+            word = m.group(0).lower()
+            if word in _GENERIC or any(taken[m.start():m.end()]):
+                continue
+            if word in _NAMES or word in en_terms or idx.lexicon.get(word, 0) >= 3.0:
+                found.append((m.start(), m.group(0)))
+        return [w for _, w in sorted(found)]
+
+    def _prepare(self, question, top_k, mode, encoders, history) -> "_Prepared":
         t0 = time.perf_counter()
         question, top_k = self._check(question, top_k)
+        turns = self._check_history(history)
         question = to_simplified(question)  # the answer's sentences are scored against it
         lang = question_lang(question)
-        result = self.search(question, top_k, mode=mode, encoders=encoders)
+        searched = resolve_followup(question, turns, self.topics) if turns else question
+        qtype = answer_mod.question_type(searched)
+        result = self.search(searched, top_k, mode=mode, encoders=encoders)
+        idx = self.index
+        hits = [self._in_language(h, lang) for h in result.hits]
+        chunks = [idx.chunks[h.index] for h in hits]
+        p = _Prepared(t0=t0, question=question, searched=searched, lang=lang, qtype=qtype,
+                      found=result.found, timings=result.timings, history=turns,
+                      scores={idx.chunks[h.index].id: h.score for h in hits})
         if result.found:
-            passages = [self.index.chunks[h.index] for h in result.hits]
             t = time.perf_counter()
-            text = answer_mod.compose(question, lang, passages)
-            result.timings["compose"] = _ms(t)
-            out_passages = [self.passage(h) for h in result.hits]
+            sides = None
+            if qtype == "comparison":
+                sides = [[idx.chunks[self._in_language(h, lang).index] for h in
+                          self.search(_define_query(side, lang), 3, mode=mode,
+                                      encoders=encoders).hits]
+                         for side in answer_mod.side_queries(answer_mod.comparison_sides(searched))]
+            p.answer = answer_mod.compose(searched, lang, chunks, qtype=qtype,
+                                          section=self._section, siblings=self._subsections,
+                                          opening=self._opening,
+                                          side_passages=sides)
+            p.timings["compose"] = _ms(t)
         else:
-            text = answer_mod.compose_not_found(lang, [])
-            out_passages = []
-        return {"answer": text, "answer_html": answer_mod.render_html(text), "found": result.found,
-                "lang": lang, "passages": out_passages, "timings": result.timings,
-                "took_ms": _ms(t0)}
+            seen, nearby = set(), []
+            for c in sorted(chunks, key=lambda c: c.lang != lang):
+                if c.doc_id not in seen:
+                    seen.add(c.doc_id)
+                    nearby.append({"title": c.title, "url": canonical_url(c, anchor=False)})
+            p.suggestions = nearby[:3]
+            p.not_found = answer_mod.compose_not_found(
+                lang, [f"[{_md_escape(s['title'])}]({s['url']})" for s in p.suggestions])
+            p.answer = answer_mod.Answer(p.not_found, [], qtype)
+        return p
+
+    def _response(self, p: "_Prepared", text: str, mode: str, note: str | None = None) -> dict:
+        passages = [self._passage_dict(c, p.scores.get(c.id, 0.0)) for c in p.answer.passages]
+        return {"answer": text, "answer_html": answer_mod.render_html(text), "found": p.found,
+                "lang": p.lang, "question_type": p.qtype, "searched_query": p.searched,
+                "mode": mode, "mode_note": note, "passages": passages,
+                "suggestions": p.suggestions, "timings": p.timings, "took_ms": _ms(p.t0)}
+
+    def _passage_dict(self, c: Chunk, score: float) -> dict:
+        return {"id": c.id, "source": c.source, "collection": c.collection, "lang": c.lang,
+                "title": c.title, "heading": c.heading, "text": c.text,
+                "score": round(score, 6), "url": canonical_url(c)}
+
+    def _in_language(self, hit: Hit, lang: str) -> Hit:
+        """The same passage in the asker's language, when the index links one."""
+        idx = self.index
+        if idx.chunks[hit.index].lang == lang:
+            return hit
+        twin = idx.links.get(hit.index)
+        if twin is not None and idx.chunks[twin].lang == lang:
+            return Hit(twin, hit.score)
+        # Translated docs keep the English heading ids: same page, same anchor.
+        cache = getattr(self, "_sections", None)
+        if cache is None or cache[0] is not idx:
+            sections: dict[tuple, int] = {}
+            for i, c in enumerate(idx.chunks):
+                sections.setdefault((chunk_page(c), c.anchor, c.lang), i)
+            cache = self._sections = (idx, sections)
+        c = idx.chunks[hit.index]
+        twin = cache[1].get((chunk_page(c), c.anchor, lang))
+        if twin is None:
+            twin = self._same_heading_twin(c, lang)
+        return Hit(twin, hit.score) if twin is not None else hit
+
+    def _same_heading_twin(self, chunk: Chunk, lang: str) -> int | None:
+        """The section at the same place of the page's translation.
+
+        A translated page keeps the original's outline: when both versions have
+        the same number of sections, the k-th section matches the k-th.
+        """
+        idx = self.index
+        cache = getattr(self, "_outlines", None)
+        if cache is None or cache[0] is not idx:
+            outlines: dict[tuple, list[int]] = {}
+            for i, c in enumerate(idx.chunks):
+                heads = outlines.setdefault((chunk_page(c), c.lang), [])
+                if not heads or idx.chunks[heads[-1]].heading != c.heading:
+                    heads.append(i)
+            cache = self._outlines = (idx, outlines)
+        mine = cache[1].get((chunk_page(chunk), chunk.lang), [])
+        theirs = cache[1].get((chunk_page(chunk), lang), [])
+        if not theirs or len(mine) != len(theirs):
+            return None
+        # The section this chunk belongs to (a long section is split in chunks).
+        pos = self._outline_pos(mine, chunk)
+        return theirs[pos] if pos is not None else None
+
+    def _outline_pos(self, starts: list[int], chunk: Chunk) -> int | None:
+        span = self._doc_span(chunk)
+        me = next(i for i in span if self.index.chunks[i].id == chunk.id)
+        return max((k for k, i in enumerate(starts) if i <= me), default=None)
+
+    def _doc_span(self, chunk: Chunk) -> range:
+        """Indexes of the chunks of chunk's page (a page's chunks are stored together)."""
+        idx = self.index
+        cache = getattr(self, "_spans", None)
+        if cache is None or cache[0] is not idx:
+            spans: dict[str, list[int]] = {}
+            for i, c in enumerate(idx.chunks):
+                span = spans.setdefault(c.doc_id, [i, i])
+                span[1] = i
+            cache = self._spans = (idx, spans)
+        start, end = cache[1][chunk.doc_id]
+        return range(start, end + 1)
+
+    def _opening(self, chunk: Chunk) -> Chunk | None:
+        """The first chunk of chunk's page: where a page says what its subject is."""
+        first = self.index.chunks[self._doc_span(chunk).start]
+        return first if first.ordinal == 0 else None
+
+    def _section(self, chunk: Chunk) -> list[Chunk]:
+        """The whole section a chunk belongs to: its neighbours under the same heading."""
+        chunks = self.index.chunks
+        span = self._doc_span(chunk)
+        same = [chunks[i] for i in span if chunks[i].heading == chunk.heading]
+        # Only the contiguous run around the chunk.
+        ords = [c.ordinal for c in same]
+        k = ords.index(chunk.ordinal) if chunk.ordinal in ords else 0
+        lo = hi = k
+        while lo > 0 and ords[lo - 1] == ords[lo] - 1:
+            lo -= 1
+        while hi + 1 < len(ords) and ords[hi + 1] == ords[hi] + 1:
+            hi += 1
+        return same[lo:hi + 1][:8]
+
+    def _subsections(self, chunk: Chunk) -> list[Chunk]:
+        """The first chunk of each subsection under chunk's heading, else of its parent."""
+        chunks = self.index.chunks
+        page = [chunks[i] for i in self._doc_span(chunk)]
+
+        def children(parent: str) -> list[Chunk]:
+            prefix = f"{parent} > " if parent else ""
+            depth = parent.count(" > ") + 1 if parent else 0
+            out, seen = [], set()
+            for c in page:
+                if c.heading.startswith(prefix) and c.heading.count(" > ") == depth and \
+                        c.heading and c.heading not in seen:
+                    seen.add(c.heading)
+                    out.append(c)
+            return out
+
+        kids = children(chunk.heading) if chunk.heading else []
+        if len(kids) >= 2:
+            return kids
+        parent = chunk.heading.rsplit(" > ", 1)[0] if " > " in chunk.heading else None
+        return children(parent) if parent else []
 
     def article(self, collection: str, source: str) -> dict | None:
         """The whole cleaned article behind a passage (only pages in the index)."""
@@ -220,6 +478,38 @@ class KnowledgeBase:
             return None
         return {"title": doc.title, "lang": doc.lang, "markdown": doc.body,
                 "html": answer_mod.render_html(doc.body, heading_ids=True)}
+
+
+@dataclass
+class _Prepared:
+    """A question searched and answered extractively, before any language model."""
+
+    t0: float
+    question: str
+    searched: str
+    lang: str
+    qtype: str
+    found: bool
+    timings: dict
+    history: list
+    scores: dict
+    answer: answer_mod.Answer | None = None
+    suggestions: list = field(default_factory=list)
+    not_found: str = ""
+
+
+# Words too general to be what "it" stands for.
+_GENERIC = {"kubernetes", "k8s", "cluster", "clusters", "what", "how", "why", "the", "it"}
+_NAMES = {n.lower() for n in NAMES}
+
+
+def _define_query(side: str, lang: str) -> str:
+    """A side of a comparison asked as a definition, so its page's opening ranks first."""
+    return f"什么是{side}？" if lang == "zh" else f"What is {side}?"
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_\[\]()<>#])", r"\\\1", text)
 
 
 def _ms(t: float) -> float:

@@ -20,7 +20,11 @@ _ANCHOR = re.compile(r"\s*\{#([^}]+)\}\s*$")
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 # Sentence ends: Chinese punctuation always ends a sentence; Latin punctuation
 # only when followed by whitespace (so "v1.29" and "e.g." inside words survive).
-_SENT_END = re.compile(r"(?<=[。！？；!?])\s*|(?<=[.;])\s+(?=[A-Z0-9\u4e00-\u9fff`*\[(\"'])")
+# English sentences may start in lower case with a name (etcd, kubelet, kubectl),
+# but not after an abbreviation such as "e.g." or "vs.".
+_SENT_END = re.compile(r"(?<=[。！？；!?])\s*|(?<=[.;])\s+(?=[A-Z0-9\u4e00-\u9fff`*\[(\"'])|"
+                       r"(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\betc\.)(?<!\bvs\.)(?<!\bcf\.)(?<!\bapprox\.)"
+                       r"(?<=[a-z)]\.)\s+(?=[a-z][\w-]*\s)")
 
 
 @dataclass
