@@ -45,7 +45,6 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -494,12 +493,15 @@ def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str]
             report.changed.append(f.doc_id)
             todo.append(f)
     seen = {f.doc_id for f in files}
-    report.removed = [d for d in old_docs if d not in seen]
-    report.unchanged = len(files) - len(todo)
+    # Files that could not be parsed are counted as skipped, not added/changed/unchanged.
+    report.removed = [d for d, r in old_docs.items() if d not in seen and "skipped" not in r]
+    redo = {f.doc_id for f in todo}
+    report.unchanged = sum(1 for f in files if f.doc_id not in redo
+                           and "skipped" not in old_docs[f.doc_id])
     report.detail["scan"] = time.perf_counter() - t
 
-    if prev is not None and not todo and not report.removed and _same_setup(prev.manifest, cfg,
-                                                                            sources, names):
+    same_setup = prev is not None and _same_setup(prev.manifest, cfg, sources, names)
+    if same_setup and not todo and seen == set(old_docs):
         report.up_to_date, report.version = True, prev.path.name
         report.files = prev.manifest["documents"]
         report.chunks = prev.manifest["chunks"]
@@ -519,7 +521,10 @@ def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str]
         try:
             doc = parse_page(f.path.read_bytes(), f.collection, f.rel, recorder)
         except (IngestError, OSError) as exc:
-            log.warning("skipped %s: %s", f.path, exc)
+            log.info("skipped %s: %s", f.path, exc)  # listed in the report
+            for bucket in (report.added, report.changed):
+                if f.doc_id in bucket:
+                    bucket.remove(f.doc_id)
             parsed[f.doc_id] = ([], {"sha256": f.sha256, "skipped": str(exc),
                                      "deps": recorder.used})
             progress.advance()
