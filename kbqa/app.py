@@ -9,6 +9,7 @@ from flask import (Blueprint, Flask, Response, abort, current_app, jsonify, requ
                    send_from_directory, stream_with_context)
 from werkzeug.exceptions import HTTPException
 
+from kbqa.admin import admin
 from kbqa.config import Config
 from kbqa.index import IndexError_
 from kbqa.kb import KnowledgeBase, QueryError
@@ -137,6 +138,8 @@ def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) ->
     app.extensions["kbqa"] = kb or KnowledgeBase(config)
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    # Admin API (off without KBQA_ADMIN_TOKEN); also pins one index version per request.
+    app.register_blueprint(admin)
     # Admin API (off without KBQA_ADMIN_TOKEN); also pins one index version per request.
     # Feedback opens its SQLite store lazily: a broken store never stops answers.
     from kbqa.feedback import feedback_api

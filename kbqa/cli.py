@@ -60,10 +60,16 @@ def main(verbose: bool) -> None:
               help="Dense encoder to store (repeatable): use, minilm, or a model path.")
 @click.option("--if-stale", is_flag=True,
               help="Build only when the index is missing or older than a source file.")
-def index(sources, index_dir, encoders, if_stale) -> None:
-    """Build the index from the source folders (atomic: the old one serves until done)."""
-    from kbqa.embed import EmbedderError
-    from kbqa.index import IndexError_, is_stale
+@click.option("--full", is_flag=True,
+              help="Rebuild from scratch instead of reusing the unchanged files' chunks and vectors.")
+def index(sources, index_dir, encoders, if_stale, full) -> None:
+    """Update the index from the source folders: only new and changed files are processed.
+
+    Atomic (the old version serves until the new one is complete) and locked
+    (one build per index folder). A changed encoder or chunker setting forces
+    a full rebuild, and says so.
+    """
+    from kbqa.index import is_stale
     from kbqa.kb import KnowledgeBase
 
     cfg = _config(index_dir, sources=tuple(sources) or None, encoders=tuple(encoders) or None)
@@ -75,13 +81,69 @@ def index(sources, index_dir, encoders, if_stale) -> None:
         click.echo(f"index in {cfg.index_dir}/ is up to date")
         return
     logging.getLogger("kbqa.ingest").setLevel(logging.WARNING)
+    _build(KnowledgeBase(cfg), None, full)
+
+
+def _build(kb, sources, full: bool):
+    """Run a build with a progress display fit for where stderr goes; print its summary."""
+    from kbqa.embed import EmbedderError
+    from kbqa.index import IndexError_, LogProgress, TqdmProgress
+
+    progress = TqdmProgress() if sys.stderr.isatty() else LogProgress()
     try:
-        report = KnowledgeBase(cfg).build()
+        report = kb.build(sources, full=full, progress=progress)
     except (IndexError_, EmbedderError) as exc:
+        progress.end()
         _fail(str(exc))
     for s in report.skipped:
         click.echo(f"skipped {s.source}: {s.reason}", err=True)
     click.echo(report.summary())
+    return report
+
+
+@main.command("sync-docs")
+@click.option("--repo", default=None, help="Git URL or folder of the website repository. "
+              "Default: https://github.com/kubernetes/website.")
+@click.option("--ref", default="main", show_default=True, help="Branch, tag or commit.")
+@click.option("--lang", "langs", multiple=True,
+              help="Language folder under content/ (repeatable). Default: en and zh-cn.")
+@click.option("--dest", type=click.Path(file_okay=False),
+              help="Where the checkout lives. Default: <index-dir>/sources/kubernetes-website.")
+@click.option("--source", "sources", multiple=True, type=click.Path(file_okay=False),
+              help="Other folders indexed with the docs (repeatable). Default: the current "
+                   "index's other sources, or corpus/ when there is no index.")
+@click.option("--index-dir", type=click.Path(file_okay=False), help="Default: index/.")
+@click.option("--full", is_flag=True, help="Rebuild the index from scratch after the sync.")
+def sync_docs_cmd(repo, ref, langs, dest, sources, index_dir, full) -> None:
+    """Fetch the official docs (shallow, sparse git) and index them incrementally."""
+    from kbqa.kb import KnowledgeBase
+    from kbqa.sync import DEFAULT_REPO, SyncError, default_dest, sync_docs
+
+    cfg = _config(index_dir)
+    for src in sources:
+        if not Path(src).is_dir():
+            _fail(f"source folder {src} does not exist; pass --source DIR with Markdown files",
+                  EXIT_USAGE)
+    dest = Path(dest) if dest else default_dest(cfg.index_dir)
+    try:
+        result = sync_docs(repo or DEFAULT_REPO, ref, tuple(langs), dest)
+    except SyncError as exc:
+        _fail(str(exc))
+    click.echo(result.summary(), err=True)
+    docs = result.docs_dir.resolve()
+    if sources:
+        others = [Path(s) for s in sources]
+    else:
+        others = [Path(s) for s in cfg.sources]
+        try:
+            from kbqa.index import current_version
+
+            manifest = json.loads((current_version(cfg.index_dir) / "manifest.json").read_text())
+            others = [Path(s["path"]) for s in manifest["sources"]]
+        except Exception:  # no index (or an unreadable one): the configured sources
+            pass
+        others = [s for s in others if s.is_dir() and s.resolve() != docs]
+    _build(KnowledgeBase(cfg), [*others, docs], full)
 
 
 @main.command()
