@@ -140,7 +140,6 @@ def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) ->
     app.register_blueprint(pages)
     # Admin API (off without KBQA_ADMIN_TOKEN); also pins one index version per request.
     app.register_blueprint(admin)
-    # Admin API (off without KBQA_ADMIN_TOKEN); also pins one index version per request.
     # Feedback opens its SQLite store lazily: a broken store never stops answers.
     from kbqa.feedback import feedback_api
     from kbqa.openapi import openapi_api
