@@ -108,6 +108,18 @@ def _clean_side(text: str) -> str:
     return text.strip(" ，,、的?？")
 
 
+_ASKED_ZH = re.compile(r"(?:哪些|哪几种|哪几类|哪几个|哪几|几种|几类)\s*([\u4e00-\u9fffA-Za-z]{1,6})")
+_ASKED_EN = re.compile(r"\b(?:which|what)\s+(?:kinds? of |types? of |are the )?([a-z]+s)\b", re.I)
+
+
+def asked_items(question: str) -> set[str]:
+    """Tokens of the things a list question asks for: 哪些组件 → 组件, which phases → phase."""
+    m = _ASKED_ZH.search(question) or _ASKED_EN.search(question)
+    if not m:
+        return set()
+    return set(tokenize(m.group(1))) - {"有", "是", "会"}
+
+
 def question_type(question: str) -> str:
     """definition / procedure / comparison / list / general, in either language."""
     if comparison_sides(question):
@@ -421,29 +433,35 @@ def _definition(question: str, subject: set[str], chunks: list[Chunk], w: _Write
     return lines + [w.sentence(u.text, c) for c, u in support]
 
 
-def _general(question: str, chunks: list[Chunk], w: _Writer, limit: int = MAX_SENTENCES) -> list[str]:
+def _general(question: str, chunks: list[Chunk], w: _Writer, limit: int = MAX_SENTENCES,
+             section: Callable[[Chunk], list[Chunk]] | None = None) -> list[str]:
     """The sentences of the best passages that share the question's rarest words.
 
     A passage that is only "Check the kubelet first:" and a command still
     answers: the sentence comes with its command.
     """
-    cands = _prose(chunks[:3]) or _prose(chunks[:3], intros=True) or _prose(chunks, intros=True)
+    pool = list(chunks[:3])
+    if section is not None and chunks:
+        # A passage is cut by size, not meaning: the rest of the best section counts too.
+        pool += [c for c in section(chunks[0]) if all(c.id != x.id for x in pool)]
+    cands = _prose(pool) or _prose(pool, intros=True) or _prose(chunks, intros=True)
     if not cands:
         return []
+    pool += [c for c, _ in cands if all(c.id != x.id for x in pool)]
     scorer = _Scorer(question, [u.text for _, u in cands])
     ranked = sorted(cands, key=lambda x: -(scorer(x[1].text) - 0.04 * x[1].pos
-                                           - 0.25 * chunks.index(x[0])))
+                                           - 0.25 * min(pool.index(x[0]), 3)))
     used: list[tuple[Chunk, Unit]] = []
     per_chunk: Counter = Counter()
     for c, u in ranked:
         if len(used) >= limit:
             break
-        if (used and scorer(u.text) <= 0) or per_chunk[c.id] >= (3 if c is chunks[0] else 2):
+        if (used and scorer(u.text) <= 0) or per_chunk[c.id] >= (3 if c is pool[0] else 2):
             continue
         if w.fresh(u.text):
             used.append((c, u))
             per_chunk[c.id] += 1
-    used.sort(key=lambda x: (chunks.index(x[0]), x[1].pos))
+    used.sort(key=lambda x: (pool.index(x[0]), x[1].pos))
     lines = []
     for c, u in used:
         line = w.sentence(u.text, c)
@@ -533,14 +551,15 @@ def _step_text(text: str) -> str:
 
 
 def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[Chunk]] | None,
-           w: _Writer) -> list[str] | None:
+           w: _Writer, section: Callable[[Chunk], list[Chunk]] | None = None) -> list[str] | None:
     """A bullet list of the things asked for, with a line each.
 
     From a list in the passages or from the subsections of a section, whichever
     is introduced by words closest to the question; none when a prose sentence
     answers it more closely than any list's introduction.
     """
-    prose = [u.text for _, u in _prose(chunks[:3])]
+    around = section(chunks[0]) if section is not None and chunks else []
+    prose = [u.text for _, u in _prose(list(chunks[:3]) + around)]
     cands: list[tuple[float, int, Chunk, list]] = []
     for rank, chunk in enumerate(chunks[:3]):
         us = units(chunk.text)
@@ -569,8 +588,17 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
     if not cands:
         return None
     scorer = _Scorer(question, prose + [c[0] for c in cands])
+    noun = asked_items(question)
+    if noun:
+        # A list introduced by the things asked for ("组件", "phases") answers;
+        # a list of something else does not, when a sentence names them.
+        on_topic = [c for c in cands if noun & set(tokenize(c[0]))]
+        if on_topic:
+            cands = on_topic
+        elif any(noun & set(tokenize(t)) for t in prose):
+            return None
     best = max(cands, key=lambda c: (scorer(c[0]) - 0.3 * c[1], -c[1]))
-    if scorer(best[0]) < 0.6 * max([scorer(t) for t in prose] or [0.0]):
+    if not noun and scorer(best[0]) < 0.6 * max([scorer(t) for t in prose] or [0.0]):
         return None
     context, _, chunk, (intro, entries) = best
     lines = []
@@ -640,7 +668,7 @@ def compose(question: str, lang: str, passages: list[Chunk], *,
         if paras:
             blocks = paras
     elif qtype == "list":
-        items = _items(question, chunks, siblings, w)
+        items = _items(question, chunks, siblings, w, section)
         if items:
             intro = [ln for ln in items if not ln.startswith("- ")]
             bullets = [ln for ln in items if ln.startswith("- ")]
@@ -656,7 +684,7 @@ def compose(question: str, lang: str, passages: list[Chunk], *,
         if lines:
             blocks = [join.join(lines)]
     if not blocks:
-        lines = _general(question, chunks, w)
+        lines = _general(question, chunks, w, section=section)
         blocks = [join.join(lines)] if lines else []
     if not blocks:
         return Answer(NOT_FOUND[lang], list(passages), qtype)
