@@ -170,6 +170,8 @@ def ask(question, index_dir, top_k, as_json) -> None:
         for n, p in enumerate(res["passages"], 1):
             where = f"{p['title']}" + (f" > {p['heading']}" if p["heading"] else "")
             click.echo(f"[{n}] {where} ({p['source']}) {p['url'] or ''}".rstrip())
+    if res.get("mode_note"):
+        click.echo(f"\nnote: {res['mode_note']}", err=True)
 
 
 @main.command()
