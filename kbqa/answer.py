@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+import threading
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -141,9 +143,10 @@ _SUBJECT_STRIP = re.compile(
     r"[？?。.!！])", re.I)
 
 
-def _names(text: str) -> set[str]:
+@lru_cache(maxsize=50000)
+def _names(text: str) -> frozenset[str]:
     """Words without stemming (a controller is not a control plane), plural folded."""
-    return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words(text)}
+    return frozenset(w[:-1] if w.endswith("s") and len(w) > 3 else w for w in words(text))
 
 
 def subject_of(question: str) -> set[str]:
@@ -190,7 +193,26 @@ def _is_sentence(text: str) -> bool:
 
 
 def units(text: str) -> list[Unit]:
-    """Split a passage into quotable units, keeping list membership and code."""
+    """Split a passage into quotable units, keeping list membership and code.
+
+    Fresh objects for each caller (they are adjusted while composing); the
+    parsing itself is cached, passages recur from question to question.
+    """
+    return [Unit(u.kind, u.text, u.pos, u.ordered, u.group, u.number) for u in _units(text)]
+
+
+@lru_cache(maxsize=20000)
+def _units(text: str) -> tuple[Unit, ...]:
+    return tuple(_parse_units(text))
+
+
+@lru_cache(maxsize=100000)
+def _tokset(text: str) -> frozenset[str]:
+    """A sentence's lexical tokens (jieba is the cost of composing; sentences recur)."""
+    return frozenset(tokenize(text))
+
+
+def _parse_units(text: str) -> list[Unit]:
     out: list[Unit] = []
     group = -1
     in_list = False
@@ -262,7 +284,7 @@ class _Scorer:
 
     def __init__(self, question: str, texts: list[str]):
         self.q = set(tokenize(question))
-        self.toks = {t: set(tokenize(t)) for t in set(texts)}
+        self.toks = {t: _tokset(t) for t in set(texts)}
         df = Counter(tok for toks in self.toks.values() for tok in toks & self.q)
         n = max(1, len(self.toks))
         self.idf = {t: math.log(1 + n / (1 + df[t])) for t in self.q}
@@ -271,10 +293,10 @@ class _Scorer:
     def __call__(self, text: str) -> float:
         toks = self.toks.get(text)
         if toks is None:
-            toks = self.toks[text] = set(tokenize(text))
+            toks = self.toks[text] = _tokset(text)
         score = sum(self.idf[t] for t in toks & self.q) / self.norm
         m = _DEFINES.match(text)
-        if m and set(tokenize(m.group(1))) & self.q:
+        if m and _tokset(m.group(1)) & self.q:
             score += 0.5
         if len(text) > 400:
             score *= 0.7
@@ -592,10 +614,10 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
     if noun:
         # A list introduced by the things asked for ("组件", "phases") answers;
         # a list of something else does not, when a sentence names them.
-        on_topic = [c for c in cands if noun & set(tokenize(c[0]))]
+        on_topic = [c for c in cands if noun & _tokset(c[0])]
         if on_topic:
             cands = on_topic
-        elif any(noun & set(tokenize(t)) for t in prose):
+        elif any(noun & _tokset(t) for t in prose):
             return None
     best = max(cands, key=lambda c: (scorer(c[0]) - 0.3 * c[1], -c[1]))
     if not noun and scorer(best[0]) < 0.6 * max([scorer(t) for t in prose] or [0.0]):
@@ -631,7 +653,7 @@ def _comparison(question: str, sides: tuple[str, str], side_chunks: list[list[Ch
         if c.lang != lang:
             continue
         for u in units(c.text):
-            toks = set(tokenize(u.text)) if u.kind == "sent" else set()
+            toks = _tokset(u.text) if u.kind == "sent" else frozenset()
             if toks & a and toks & b:
                 pool.append((bool(_CONTRAST.search(u.text)), -u.pos, c, u))
     pool.sort(key=lambda x: (not x[0], -x[1]))
@@ -747,20 +769,35 @@ _ALLOWED_TAGS = {"p", "br", "ul", "ol", "li", "pre", "code", "strong", "em", "bl
 _MD_CONFIG = {"pymdownx.highlight": {"use_pygments": False}}
 
 
+_renderers = threading.local()
+
+
+def _renderer(heading_ids: bool) -> md.Markdown:
+    """One Markdown instance per thread and kind: building one costs more than rendering."""
+    key = "articles" if heading_ids else "answers"
+    r = getattr(_renderers, key, None)
+    if r is None:
+        extensions = ["pymdownx.superfences", "tables", "sane_lists"]
+        if heading_ids:
+            extensions.append("attr_list")
+        r = md.Markdown(extensions=extensions, extension_configs=_MD_CONFIG)
+        setattr(_renderers, key, r)
+    return r
+
+
 def render_html(markdown_text: str, heading_ids: bool = False) -> str:
     """Markdown to HTML, then an allow-list sanitiser: nothing can run script.
 
     superfences keeps fenced commands inside numbered steps. With heading_ids,
     headings carry the same anchors as the passages' URLs.
     """
-    extensions = ["pymdownx.superfences", "tables", "sane_lists"]
     attributes: dict[str, set[str]] = {"a": {"href", "title"}, "code": {"class"},
                                        "ol": {"start"}}
     if heading_ids:
         markdown_text = "\n\n".join(_heading_with_id(b) for b in parse_blocks(markdown_text))
-        extensions.append("attr_list")
         attributes.update({f"h{n}": {"id"} for n in range(1, 7)})
-    html = md.markdown(markdown_text, extensions=extensions, extension_configs=_MD_CONFIG)
+    renderer = _renderer(heading_ids)
+    html = renderer.reset().convert(markdown_text)
     return nh3.clean(html, tags=_ALLOWED_TAGS | {"h1", "h2"}, attributes=attributes,
                      url_schemes={"http", "https"}, link_rel="noopener noreferrer")
 

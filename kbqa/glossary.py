@@ -278,7 +278,9 @@ def translate_terms(query: str, glossary: dict) -> list[str]:
                 text = text.replace(zh, " ")
     else:
         # English terms match on word stems, so "taints" finds "taint".
-        stems = glossary.setdefault("_en_stems", {" ".join(_stem(k)): k for k in glossary["en2zh"]})
+        stems = glossary.get("_en_stems")
+        if stems is None:  # once per loaded glossary, not per query
+            stems = glossary["_en_stems"] = {" ".join(_stem(k)): k for k in glossary["en2zh"]}
         text = " " + " ".join(_stem(query)) + " "
         for key in sorted((k for k in stems if f" {k} " in text), key=len, reverse=True):
             if f" {key} " in text:

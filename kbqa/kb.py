@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +22,10 @@ from kbqa.retrieve import (MODES, Hit, SearchResult, chunk_page, collapse_linked
                            dense_search, domain_words, lexical_search, question_lang, rrf,
                            to_simplified)
 from kbqa.segment import Chunk, tokenize
+
+
+# Recent query vectors kept (512 floats each: 1,024 of them are 2 MB).
+QUERY_CACHE_SIZE = 1024
 
 
 class QueryError(ValueError):
@@ -56,6 +61,8 @@ class KnowledgeBase:
         # The index in use, swapped for newer versions between web requests.
         self.live = LiveIndex(self.config.index_dir)
         self._embedders: dict = {}
+        self._qcache: OrderedDict = OrderedDict()
+        self._qlock = threading.Lock()
         self._lock = threading.Lock()
 
     # --- index -------------------------------------------------------------
@@ -121,7 +128,7 @@ class KnowledgeBase:
         if mode in ("hybrid", "dense"):
             for name in names:
                 t = time.perf_counter()
-                qvec = self.embedder(name).encode([question], query=True)[0]
+                qvec = self._query_vector(name, question)
                 timings[f"embed_{name}"] = _ms(t)
                 t = time.perf_counter()
                 lists[name] = dense_search(idx, name, qvec, cfg.candidates)
@@ -150,6 +157,21 @@ class KnowledgeBase:
         else:
             found = bool(hits) and decide_found(best_dense, bool(terms), cfg.min_dense_score, strong)
         return SearchResult(hits=hits, found=found, timings=timings)
+
+    def _query_vector(self, name: str, question: str):
+        """Encode a query once: people ask the same things, and the chat page retries."""
+        key = (name, question)
+        with self._qlock:
+            vec = self._qcache.get(key)
+            if vec is not None:
+                self._qcache.move_to_end(key)
+                return vec
+        vec = self.embedder(name).encode([question], query=True)[0]
+        with self._qlock:
+            self._qcache[key] = vec
+            while len(self._qcache) > QUERY_CACHE_SIZE:
+                self._qcache.popitem(last=False)
+        return vec
 
     def _lexical_lists(self, question: str, translated: list[str], lists: dict,
                        weights: dict) -> None:
