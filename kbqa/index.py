@@ -503,6 +503,9 @@ def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str]
     same_setup = prev is not None and _same_setup(prev.manifest, cfg, sources, names)
     if same_setup and not todo and seen == set(old_docs):
         report.up_to_date, report.version = True, prev.path.name
+        # Still tidy up after a build that died between its switch and its clean-up.
+        others = sorted(p.name for p in root.glob("v-*") if p.name != prev.path.name)
+        _prune(root, keep={prev.path.name, *others[-1:]})
         report.files = prev.manifest["documents"]
         report.chunks = prev.manifest["chunks"]
         report.skipped = [Skipped(s["source"], s["reason"]) for s in prev.manifest["skipped"]]
