@@ -54,6 +54,21 @@
       citeTitle: 'Source {n}: {title}',
       statusOk: '{documents} documents · {chunks} chunks indexed',
       statusDown: 'Server unreachable',
+      interrupted: 'The connection to the server was lost before the answer was complete. Please try again.',
+      searchedFor: 'Searched for: {query}',
+      suggestions: 'Topics the knowledge base does cover',
+      feedbackQ: 'Was this answer helpful?',
+      rateUp: 'Helpful',
+      rateDown: 'Not helpful',
+      commentLabel: 'Comment (optional)',
+      commentPlaceholder: 'What was good, wrong or missing?',
+      sendFeedback: 'Send feedback',
+      cancel: 'Cancel',
+      sending: 'Sending…',
+      feedbackThanksUp: 'Thanks! You rated this answer helpful.',
+      feedbackThanksDown: 'Thanks! You rated this answer not helpful.',
+      feedbackError: 'Your feedback could not be sent: {message}',
+      answering: 'Answer being written',
       examples: {
         zh: [
           'etcd 的作用是什么？',
@@ -115,6 +130,21 @@
       citeTitle: '来源 {n}：{title}',
       statusOk: '已索引 {documents} 篇文档 · {chunks} 个片段',
       statusDown: '服务器不可用',
+      interrupted: '回答尚未完成时与服务器的连接中断了，请重试。',
+      searchedFor: '实际检索：{query}',
+      suggestions: '知识库涵盖的相关主题',
+      feedbackQ: '这个回答有帮助吗？',
+      rateUp: '有帮助',
+      rateDown: '没有帮助',
+      commentLabel: '补充意见（可选）',
+      commentPlaceholder: '哪里好，哪里不对或缺了什么？',
+      sendFeedback: '提交反馈',
+      cancel: '取消',
+      sending: '正在提交…',
+      feedbackThanksUp: '谢谢！你认为这个回答有帮助。',
+      feedbackThanksDown: '谢谢！你认为这个回答没有帮助。',
+      feedbackError: '反馈未能提交：{message}',
+      answering: '正在生成回答',
       examples: null // same examples as English (they are bilingual already)
     }
   };
@@ -124,8 +154,15 @@
   // Constants & state
   // ------------------------------------------------------------------
   var API_QUERY = '/api/query';
+  var API_STREAM = '/api/query/stream';
   var API_HEALTH = '/api/health';
+  var API_FEEDBACK = '/api/feedback';
   var TOP_K = 5;
+  // Follow-ups: the last turns go along as `history` (the API takes at most 10);
+  // long answers are clipped, only their topic matters for resolving "it".
+  var MAX_HISTORY = 10;
+  var HISTORY_ANSWER_CHARS = 1500;
+  var MAX_FEEDBACK_ANSWER_CHARS = 20000;
   var REQUEST_TIMEOUT_MS = 120000;
   var SNIPPET_CHARS = 200;
   var MAX_TURNS = 100;
@@ -139,6 +176,7 @@
     busy: false,
     controller: null,
     generation: 0,
+    streamAvailable: true, // cleared when the server has no /api/query/stream
     health: null // null = unknown, false = down, object = ok
   };
 
@@ -207,14 +245,103 @@
     return null;
   }
 
-  function snippetOf(text) {
+  // ------------------------------------------------------------------
+  // Question terms, highlighted in the source cards
+  // ------------------------------------------------------------------
+  var EN_STOP = {};
+  ('a an and are as at be by can could did do does for from how i if in into is it its ' +
+   'me my of on or should that the their them then there these this those to use used ' +
+   'using was we what when where which who why will with would you your between ' +
+   'difference differences vs versus about explain tell').split(' ').forEach(function (w) { EN_STOP[w] = 1; });
+  var ZH_STOP = {};
+  ('什么 是什么 怎么 怎样 如何 为什么 哪些 哪个 什么样 是否 可以 能否 有什么 有哪些 ' +
+   '之间 区别 不同 一下 请问 我们 你们 他们 这个 那个 以及 还有 的话 吗 呢 的 了 和 与 ' +
+   '是 在 有 我 你 用 怎么样 作用').split(' ').forEach(function (w) { ZH_STOP[w] = 1; });
+
+  function segmentChinese(run) {
+    if (typeof Intl === 'object' && typeof Intl.Segmenter === 'function') {
+      try {
+        var seg = new Intl.Segmenter('zh', { granularity: 'word' });
+        return Array.from(seg.segment(run), function (s) { return s.segment; });
+      } catch (e) { /* fall through to bigrams */ }
+    }
+    var out = [];
+    for (var i = 0; i + 2 <= run.length; i++) out.push(run.slice(i, i + 2));
+    return out;
+  }
+
+  // The words of a question worth finding in a passage: names and content
+  // words in English, dictionary words (Intl.Segmenter) in Chinese.
+  function questionTerms(text) {
+    var seen = {};
+    var source = str(text);
+    (source.toLowerCase().match(/[a-z0-9][a-z0-9._-]*[a-z0-9]|[a-z0-9]/g) || []).forEach(function (w) {
+      if (w.length >= 2 && !EN_STOP[w]) seen[w] = 1;
+    });
+    (source.match(/[\u3400-\u9fff\uf900-\ufaff]+/g) || []).forEach(function (run) {
+      segmentChinese(run).forEach(function (w) {
+        if (w.length >= 2 && !ZH_STOP[w]) seen[w] = 1;
+      });
+    });
+    return Object.keys(seen).sort(function (a, b) { return b.length - a.length; }).slice(0, 40);
+  }
+
+  function termsRegex(terms) {
+    if (!terms || !terms.length) return null;
+    var parts = terms.map(function (w) {
+      var esc = w.replace(/[.*+?^${}()|[\]\\\-]/g, '\\$&');
+      // English words match at a word start ("node" finds "nodes").
+      return /^[a-z0-9]/.test(w) ? '(?<![A-Za-z0-9])' + esc : esc;
+    });
+    try {
+      return new RegExp(parts.join('|'), 'gi');
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // Append `text` to `parent`, wrapping the terms in <mark> (text nodes only,
+  // never HTML: the passage text is data, not markup).
+  function appendHighlighted(parent, text, re) {
+    if (!re) {
+      parent.appendChild(document.createTextNode(text));
+      return;
+    }
+    re.lastIndex = 0;
+    var last = 0;
+    var m;
+    while ((m = re.exec(text)) !== null) {
+      if (!m[0]) { re.lastIndex++; continue; }
+      if (m.index > last) parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+      parent.appendChild(el('mark', 'term', m[0]));
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  // A short window of the passage, starting near the first question term.
+  function snippetOf(text, re) {
     var flat = text.replace(/\s+/g, ' ').trim();
     var chars = Array.from(flat);
     if (chars.length <= SNIPPET_CHARS) return flat;
-    return chars.slice(0, SNIPPET_CHARS).join('').replace(/\s+\S*$/, function (m) {
-      // avoid cutting an English word in half when a space is near the end
-      return m.length < 20 ? '' : m;
-    }) + '…';
+    var start = 0;
+    if (re) {
+      re.lastIndex = 0;
+      var m = re.exec(flat);
+      if (m) {
+        var at = Array.from(flat.slice(0, m.index)).length;
+        if (at > SNIPPET_CHARS / 2) start = Math.min(at - 40, chars.length - SNIPPET_CHARS);
+      }
+    }
+    var piece = chars.slice(start, start + SNIPPET_CHARS).join('');
+    if (start > 0) piece = '…' + piece.replace(/^\S{0,15}\s/, '');
+    if (start + SNIPPET_CHARS < chars.length) {
+      piece = piece.replace(/\s+\S*$/, function (m) {
+        // avoid cutting an English word in half when a space is near the end
+        return m.length < 20 ? '' : m;
+      }) + '…';
+    }
+    return piece;
   }
 
   // ------------------------------------------------------------------
@@ -369,6 +496,7 @@
     return {
       id: str(p.id),
       source: str(p.source),
+      collection: str(p.collection),
       lang: str(p.lang),
       title: str(p.title),
       heading: heading,
@@ -387,7 +515,14 @@
       answer_html: str(d.answer_html),
       found: typeof d.found === 'boolean' ? d.found : !!answer,
       lang: str(d.lang),
+      question_type: str(d.question_type),
+      searched_query: str(d.searched_query),
+      mode: str(d.mode),
+      mode_note: typeof d.mode_note === 'string' ? d.mode_note : '',
       passages: Array.isArray(d.passages) ? d.passages.map(normalizePassage) : [],
+      suggestions: Array.isArray(d.suggestions) ? d.suggestions.filter(function (x) {
+        return x && typeof x === 'object';
+      }).map(function (x) { return { title: str(x.title), url: str(x.url) }; }) : [],
       took_ms: d.took_ms != null && isFinite(took) ? took : null
     };
   }
@@ -406,8 +541,14 @@
   }
 
   function addCopyButtons(container) {
+    // Code blocks and tables scroll sideways on small screens: keyboard users
+    // must be able to focus them to scroll.
+    Array.prototype.forEach.call(container.querySelectorAll('table'), function (table) {
+      table.tabIndex = 0;
+    });
     var pres = container.querySelectorAll('pre');
     Array.prototype.forEach.call(pres, function (pre) {
+      pre.tabIndex = 0;
       var wrap = el('div', 'code-wrap');
       pre.parentNode.insertBefore(wrap, pre);
       wrap.appendChild(pre);
@@ -462,7 +603,19 @@
     });
   }
 
-  function renderSource(turnId, passage, n) {
+  function displayUrl(href) {
+    try {
+      var u = new URL(href);
+      var shown = (u.origin === window.location.origin ? u.pathname : u.host + u.pathname)
+        .replace(/\/$/, '') + u.hash;
+      try { shown = decodeURIComponent(shown); } catch (e) { /* keep it encoded */ }
+      return shown;
+    } catch (e) {
+      return href;
+    }
+  }
+
+  function renderSource(turnId, passage, n, re) {
     var li = el('li', 'source');
     li.id = 'src-' + turnId + '-' + n;
     li.tabIndex = -1;
@@ -489,8 +642,10 @@
     if (passage.source) li.appendChild(el('div', 'source-path', passage.source));
 
     var fullId = li.id + '-full';
-    var snippet = el('p', 'source-snippet', snippetOf(passage.text));
-    var full = el('div', 'source-full', passage.text);
+    var snippet = el('p', 'source-snippet');
+    appendHighlighted(snippet, snippetOf(passage.text, re), re);
+    var full = el('div', 'source-full');
+    appendHighlighted(full, passage.text, re);
     full.id = fullId;
     full.hidden = true;
     if (passage.text) {
@@ -510,11 +665,12 @@
     }
     var href = safeHttpUrl(passage.url);
     if (href) {
-      var link = el('a', 'source-link', t('openLink'));
+      // The canonical link, spelled out: readers see where the passage lives.
+      var link = el('a', 'source-link', displayUrl(href) + ' ↗');
       link.href = href;
       link.target = '_blank';
       link.rel = 'noopener noreferrer';
-      link.setAttribute('aria-label', fmt(t('openLinkLabel'), { n: n }));
+      link.title = fmt(t('openLinkLabel'), { n: n });
       actions.appendChild(link);
     }
     if (actions.childNodes.length) li.appendChild(actions);
@@ -555,19 +711,116 @@
       section.setAttribute('aria-labelledby', titleId);
       section.appendChild(title);
       var list = el('ol', 'source-list');
+      var re = termsRegex(questionTerms(str(turn.question) + ' ' + data.searched_query));
       data.passages.forEach(function (passage, i) {
-        list.appendChild(renderSource(turn.id, passage, i + 1));
+        list.appendChild(renderSource(turn.id, passage, i + 1, re));
       });
       section.appendChild(list);
       bubble.appendChild(section);
     }
 
-    if (data.took_ms != null) {
-      bubble.appendChild(el('p', 'meta took', fmt(t('took'), { time: formatDuration(data.took_ms) })));
+    // Nearby topics, unless the answer's text already links them.
+    var linked = {};
+    Array.prototype.forEach.call(body.querySelectorAll('a[href]'), function (a) { linked[a.href] = 1; });
+    var links = data.suggestions.map(function (sg) {
+      return { title: sg.title, href: safeHttpUrl(sg.url) };
+    }).filter(function (sg) { return sg.href && sg.title && !linked[sg.href]; });
+    if (links.length) {
+      var sugg = el('section', 'suggestions');
+      var sugTitleId = 'suggestions-title-' + turn.id;
+      var sugTitle = el('h2', 'sources-title', t('suggestions'));
+      sugTitle.id = sugTitleId;
+      sugg.setAttribute('aria-labelledby', sugTitleId);
+      sugg.appendChild(sugTitle);
+      var sugList = el('ul', 'suggestion-list');
+      links.forEach(function (sg) {
+        var li = el('li');
+        var a = el('a', 'suggestion', sg.title);
+        a.href = sg.href;
+        a.target = '_blank';
+        a.rel = 'noopener noreferrer';
+        li.appendChild(a);
+        sugList.appendChild(li);
+      });
+      sugg.appendChild(sugList);
+      bubble.appendChild(sugg);
     }
+
+    var metaParts = [];
+    // A follow-up is searched with its topic: show what was actually searched.
+    if (data.searched_query && normalizeQ(data.searched_query) !== normalizeQ(turn.question)) {
+      metaParts.push(fmt(t('searchedFor'), { query: data.searched_query }));
+    }
+    if (data.took_ms != null) metaParts.push(fmt(t('took'), { time: formatDuration(data.took_ms) }));
+    if (data.mode_note) metaParts.push(data.mode_note);
+    if (metaParts.length) bubble.appendChild(el('p', 'meta took', metaParts.join(' · ')));
+
+    if (turn.question) bubble.appendChild(renderFeedback(turn));
 
     article.appendChild(bubble);
     return article;
+  }
+
+  function normalizeQ(text) {
+    return str(text).replace(/\s+/g, ' ').trim().toLowerCase();
+  }
+
+  // 👍 / 👎 with an optional comment. Sent feedback is remembered in the turn,
+  // so a reload shows it as given rather than asking again.
+  function renderFeedback(turn) {
+    var box = el('div', 'feedback');
+    box.setAttribute('data-turn', String(turn.id));
+    var sent = turn.feedback && turn.feedback.id ? turn.feedback : null;
+    if (sent) {
+      box.appendChild(el('p', 'feedback-done', t(sent.rating === 'up' ? 'feedbackThanksUp' : 'feedbackThanksDown')));
+      return box;
+    }
+    var row = el('div', 'feedback-row');
+    var qid = 'fbq-' + turn.id;
+    var q = el('span', 'feedback-q', t('feedbackQ'));
+    q.id = qid;
+    row.appendChild(q);
+    var group = el('div', 'feedback-buttons');
+    group.setAttribute('role', 'group');
+    group.setAttribute('aria-labelledby', qid);
+    [['up', '👍', 'rateUp'], ['down', '👎', 'rateDown']].forEach(function (r) {
+      var btn = el('button', 'btn btn-ghost rate rate-' + r[0]);
+      btn.type = 'button';
+      btn.setAttribute('data-rating', r[0]);
+      btn.setAttribute('aria-pressed', 'false');
+      btn.appendChild(el('span', null, r[1])).setAttribute('aria-hidden', 'true');
+      btn.appendChild(el('span', 'rate-label', t(r[2])));
+      group.appendChild(btn);
+    });
+    row.appendChild(group);
+    box.appendChild(row);
+
+    var form = el('form', 'feedback-form');
+    form.hidden = true;
+    form.noValidate = true;
+    var cid = 'fbc-' + turn.id;
+    var label = el('label', 'feedback-label', t('commentLabel'));
+    label.htmlFor = cid;
+    var ta = el('textarea', 'feedback-comment');
+    ta.id = cid;
+    ta.rows = 2;
+    ta.maxLength = 2000;
+    ta.placeholder = t('commentPlaceholder');
+    var actions = el('div', 'feedback-actions');
+    var submit = el('button', 'btn btn-primary feedback-send', t('sendFeedback'));
+    submit.type = 'submit';
+    var cancel = el('button', 'btn btn-ghost feedback-cancel', t('cancel'));
+    cancel.type = 'button';
+    actions.appendChild(submit);
+    actions.appendChild(cancel);
+    form.appendChild(label);
+    form.appendChild(ta);
+    form.appendChild(actions);
+    box.appendChild(form);
+    var msg = el('p', 'feedback-msg');
+    msg.setAttribute('role', 'status');
+    box.appendChild(msg);
+    return box;
   }
 
   function errorText(turn) {
@@ -575,6 +828,7 @@
       case 'server': return turn.message || fmt(t('httpError'), { status: turn.status || '?' });
       case 'network': return t('networkError');
       case 'timeout': return t('timeout');
+      case 'interrupted': return t('interrupted');
       case 'http': return fmt(t('httpError'), { status: turn.status || '?' });
       default: return t('badResponse');
     }
@@ -706,45 +960,191 @@
     this.status = (extra && extra.status) || 0;
   }
 
-  function postQuery(question, controller, flags) {
+  function fetchFailure(flags) {
+    if (flags.timedOut) return new QueryError('timeout');
+    if (flags.cancelled) return new QueryError('cancelled');
+    return new QueryError('network');
+  }
+
+  // A non-2xx answer: the API's {"error": {"code", "message"}} when it has one.
+  function errorFromBody(status, body) {
+    var data = null;
+    try { data = body ? JSON.parse(body) : null; } catch (e) { data = null; }
+    var err = data && data.error;
+    if (err && typeof err === 'object' && typeof err.message === 'string' && err.message) {
+      return new QueryError('server', { message: err.message, code: str(err.code), status: status });
+    }
+    if (data && typeof data.error === 'string' && data.error) {
+      return new QueryError('server', { message: data.error, status: status });
+    }
+    return new QueryError('http', { status: status });
+  }
+
+  function buildHistory() {
+    var history = [];
+    state.turns.forEach(function (turn) {
+      if (turn.role !== 'answer' || !turn.question || !turn.data) return;
+      var answer = Array.from(str(turn.data.answer));
+      history.push({
+        question: Array.from(str(turn.question)).slice(0, 2000).join(''),
+        answer: answer.length > HISTORY_ANSWER_CHARS
+          ? answer.slice(0, HISTORY_ANSWER_CHARS).join('') + '…' : answer.join('')
+      });
+    });
+    return history.slice(-MAX_HISTORY);
+  }
+
+  function postJson(url, payload, controller, accept) {
+    return fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Accept': accept || 'application/json' },
+      body: JSON.stringify(payload),
+      signal: controller ? controller.signal : undefined,
+      credentials: 'same-origin'
+    });
+  }
+
+  function postQuery(payload, controller, flags) {
     var request;
     try {
-      request = fetch(API_QUERY, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
-        body: JSON.stringify({ question: question, top_k: TOP_K }),
-        signal: controller.signal,
-        credentials: 'same-origin'
-      });
+      request = postJson(API_QUERY, payload, controller);
     } catch (e) {
       return Promise.reject(new QueryError('network'));
     }
     return request.then(function (res) {
       return res.text().then(function (body) {
+        if (!res.ok) throw errorFromBody(res.status, body);
         var data = null;
         try { data = body ? JSON.parse(body) : null; } catch (e) { data = null; }
-        if (!res.ok) {
-          var err = data && data.error;
-          if (err && typeof err === 'object' && typeof err.message === 'string' && err.message) {
-            throw new QueryError('server', { message: err.message, code: str(err.code), status: res.status });
-          }
-          if (data && typeof data.error === 'string' && data.error) {
-            throw new QueryError('server', { message: data.error, status: res.status });
-          }
-          throw new QueryError('http', { status: res.status });
-        }
         if (!data || typeof data !== 'object') throw new QueryError('bad');
         return normalizeResponse(data);
       });
     }, function () {
-      if (flags.timedOut) throw new QueryError('timeout');
-      if (flags.cancelled) throw new QueryError('cancelled');
-      throw new QueryError('network');
+      throw fetchFailure(flags);
+    }).catch(function (e) {
+      if (e instanceof QueryError) throw e;
+      throw fetchFailure(flags);
+    });
+  }
+
+  // Server-Sent Events over fetch (EventSource cannot POST): `meta`, `delta`*,
+  // then `done` with the full response, or `error`. Resolves to null when the
+  // server has no stream endpoint, so the caller falls back to /api/query.
+  function postStream(payload, controller, flags, handlers) {
+    var request;
+    try {
+      request = postJson(API_STREAM, payload, controller, 'text/event-stream');
+    } catch (e) {
+      return Promise.reject(new QueryError('network'));
+    }
+    var started = false;
+    return request.then(function (res) {
+      if (res.status === 404 || res.status === 405 || res.status === 501) return null;
+      var ctype = (res.headers.get('Content-Type') || '').toLowerCase();
+      if (!res.ok) return res.text().then(function (body) { throw errorFromBody(res.status, body); });
+      if (ctype.indexOf('text/event-stream') !== 0 || !res.body || typeof res.body.getReader !== 'function') {
+        return null;
+      }
+      var reader = res.body.getReader();
+      var decoder = new TextDecoder('utf-8');
+      var buffer = '';
+      var result = null;
+
+      function dispatch(block) {
+        var event = 'message';
+        var lines = [];
+        block.split(/\r\n|\r|\n/).forEach(function (line) {
+          if (!line || line.charAt(0) === ':') return;
+          var i = line.indexOf(':');
+          var field = i < 0 ? line : line.slice(0, i);
+          var value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+          if (field === 'event') event = value;
+          else if (field === 'data') lines.push(value);
+        });
+        if (!lines.length) return;
+        var data;
+        try { data = JSON.parse(lines.join('\n')); } catch (e) { throw new QueryError('bad'); }
+        started = true;
+        if (event === 'meta') handlers.meta(data);
+        else if (event === 'delta') handlers.delta(data && typeof data.text === 'string' ? data.text : '');
+        else if (event === 'done') result = normalizeResponse(data);
+        else if (event === 'error') throw errorFromBody(500, JSON.stringify(data));
+      }
+
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) {
+            buffer += decoder.decode();
+            if (buffer.trim()) dispatch(buffer);
+            if (!result) throw new QueryError(started ? 'interrupted' : 'bad');
+            return result;
+          }
+          buffer += decoder.decode(chunk.value, { stream: true });
+          var parts = buffer.split(/\r\n\r\n|\n\n|\r\r/);
+          buffer = parts.pop();
+          for (var i = 0; i < parts.length; i++) {
+            dispatch(parts[i]);
+            if (result) {
+              try { reader.cancel(); } catch (e) { /* already closed */ }
+              return result;
+            }
+          }
+          return pump();
+        });
+      }
+      return pump();
+    }, function () {
+      throw fetchFailure(flags);
     }).catch(function (e) {
       if (e instanceof QueryError) throw e;
       if (flags.timedOut) throw new QueryError('timeout');
       if (flags.cancelled) throw new QueryError('cancelled');
-      throw new QueryError('network');
+      throw new QueryError(started ? 'interrupted' : 'network');
+    });
+  }
+
+  // The answer as it is being written (plain text until `done` brings the
+  // sanitised HTML). Not stored: only finished answers enter the thread.
+  function draftAnswer() {
+    var node = null;
+    var body = null;
+    var text = '';
+    return {
+      meta: function (meta) {
+        if (node) return;
+        node = el('article', 'turn answer draft');
+        node.setAttribute('aria-label', t('answering'));
+        node.setAttribute('aria-busy', 'true');
+        var bubble = el('div', 'bubble');
+        body = el('div', 'answer-body');
+        var lang = htmlLangFor(meta && meta.lang);
+        if (lang) body.setAttribute('lang', lang);
+        body.appendChild(el('p', 'answer-plain'));
+        bubble.appendChild(body);
+        node.appendChild(bubble);
+        els.thread.appendChild(node);
+      },
+      delta: function (piece) {
+        if (!node) this.meta({});
+        text += piece;
+        body.firstChild.textContent = text;
+        scrollToBottom();
+      },
+      remove: function () {
+        if (node && node.parentNode) node.parentNode.removeChild(node);
+        node = null;
+      }
+    };
+  }
+
+  function runQuery(payload, controller, flags, draft) {
+    if (!state.streamAvailable || typeof TextDecoder !== 'function') {
+      return postQuery(payload, controller, flags);
+    }
+    return postStream(payload, controller, flags, draft).then(function (result) {
+      if (result) return result;
+      state.streamAvailable = false;
+      return postQuery(payload, controller, flags);
     });
   }
 
@@ -755,6 +1155,10 @@
       els.question.focus();
       return;
     }
+
+    var payload = { question: question, top_k: TOP_K };
+    var history = buildHistory();
+    if (history.length) payload.history = history;
 
     appendTurn({ id: state.nextId++, role: 'question', text: question });
     els.question.value = '';
@@ -767,13 +1171,21 @@
     var flags = { timedOut: false, cancelled: false };
     state.controller = { abort: function () { flags.cancelled = true; controller.abort(); } };
     var timer = setTimeout(function () { flags.timedOut = true; controller.abort(); }, REQUEST_TIMEOUT_MS);
+    var draft = draftAnswer();
 
-    postQuery(question, controller, flags).then(function (data) {
+    runQuery(payload, controller, flags, draft).then(function (data) {
+      draft.remove();
+      if (state.health === false) checkHealth(); // the server is back
       if (generation !== state.generation) return;
       var node = appendTurn({ id: state.nextId++, role: 'answer', question: question, data: data });
       finish();
       scrollToNode(node);
     }, function (err) {
+      draft.remove();
+      if (err.kind === 'network' || err.kind === 'interrupted') {
+        state.health = false;
+        renderStatus();
+      }
       if (generation !== state.generation || err.kind === 'cancelled') return;
       appendTurn({
         id: state.nextId++,
@@ -794,6 +1206,99 @@
       setBusy(false);
       els.question.focus();
     }
+  }
+
+  // ------------------------------------------------------------------
+  // Feedback
+  // ------------------------------------------------------------------
+  function feedbackBox(node) {
+    var box = node.closest('.feedback');
+    if (!box) return null;
+    var id = Number(box.getAttribute('data-turn'));
+    var turn = state.turns.filter(function (x) { return x.id === id; })[0];
+    return turn ? { box: box, turn: turn } : null;
+  }
+
+  function chooseRating(btn) {
+    var fb = feedbackBox(btn);
+    if (!fb) return;
+    var rating = btn.getAttribute('data-rating');
+    fb.box.setAttribute('data-rating', rating);
+    var buttons = fb.box.querySelectorAll('button.rate');
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].setAttribute('aria-pressed', buttons[i] === btn ? 'true' : 'false');
+    }
+    var form = fb.box.querySelector('.feedback-form');
+    form.hidden = false;
+    fb.box.querySelector('.feedback-msg').textContent = '';
+    form.querySelector('textarea').focus();
+  }
+
+  function cancelFeedback(btn) {
+    var fb = feedbackBox(btn);
+    if (!fb) return;
+    fb.box.removeAttribute('data-rating');
+    var buttons = fb.box.querySelectorAll('button.rate');
+    for (var i = 0; i < buttons.length; i++) buttons[i].setAttribute('aria-pressed', 'false');
+    fb.box.querySelector('.feedback-form').hidden = true;
+    buttons[0].focus();
+  }
+
+  function sendFeedback(form) {
+    var fb = feedbackBox(form);
+    if (!fb) return;
+    var rating = fb.box.getAttribute('data-rating');
+    if (rating !== 'up' && rating !== 'down') return;
+    var data = fb.turn.data;
+    var answer = Array.from(str(data.answer)).slice(0, MAX_FEEDBACK_ANSWER_CHARS).join('');
+    var payload = {
+      rating: rating,
+      question: str(fb.turn.question),
+      answer: answer,
+      passages: data.passages.map(function (p) {
+        return { id: p.id, source: p.source, url: p.url };
+      })
+    };
+    var comment = form.querySelector('textarea').value.trim();
+    if (comment) payload.comment = comment;
+    if (data.lang === 'zh' || data.lang === 'en') payload.lang = data.lang;
+
+    var msg = fb.box.querySelector('.feedback-msg');
+    var submit = form.querySelector('.feedback-send');
+    msg.classList.remove('error');
+    msg.textContent = t('sending');
+    submit.disabled = true;
+    var turnId = fb.turn.id;
+    var request;
+    try {
+      request = postJson(API_FEEDBACK, payload, null);
+    } catch (e) {
+      request = Promise.reject(e);
+    }
+    request.then(function (res) {
+      return res.text().then(function (body) {
+        if (!res.ok) throw errorFromBody(res.status, body);
+        var out = JSON.parse(body);
+        return out && out.id;
+      });
+    }).then(function (id) {
+      var turn = state.turns.filter(function (x) { return x.id === turnId; })[0];
+      if (!turn) return;
+      turn.feedback = { rating: rating, id: id };
+      saveThread();
+      var box = els.thread.querySelector('.feedback[data-turn="' + turnId + '"]');
+      if (box) {
+        var fresh = renderFeedback(turn);
+        box.parentNode.replaceChild(fresh, box);
+        fresh.firstChild.setAttribute('tabindex', '-1');
+        fresh.firstChild.focus();
+      }
+    }, function (err) {
+      submit.disabled = false;
+      var text = err instanceof QueryError ? errorText(err) : t('networkError');
+      msg.classList.add('error');
+      msg.textContent = fmt(t('feedbackError'), { message: text });
+    });
   }
 
   function checkHealth() {
@@ -920,6 +1425,16 @@
       copyCode(copy);
       return;
     }
+    var rate = target.closest('button.rate');
+    if (rate) {
+      chooseRating(rate);
+      return;
+    }
+    var cancel = target.closest('button.feedback-cancel');
+    if (cancel) {
+      cancelFeedback(cancel);
+      return;
+    }
     var retry = target.closest('button.retry');
     if (retry && !state.busy) {
       var id = Number(retry.getAttribute('data-turn'));
@@ -966,6 +1481,12 @@
     els.question.addEventListener('keydown', onKeydown);
     els.question.addEventListener('input', autoGrow);
     els.thread.addEventListener('click', onThreadClick);
+    els.thread.addEventListener('submit', function (e) {
+      var form = e.target instanceof Element ? e.target.closest('form.feedback-form') : null;
+      if (!form) return;
+      e.preventDefault();
+      sendFeedback(form);
+    });
     els.empty.addEventListener('click', function (e) {
       var btn = e.target instanceof Element ? e.target.closest('button.example') : null;
       if (btn && !btn.disabled) ask(btn.getAttribute('data-question') || btn.textContent);
