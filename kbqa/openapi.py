@@ -551,7 +551,8 @@ def render_docs(doc: dict) -> str:
         for method, op in item.items():
             anchor = f"op-{op['operationId']}"
             toc.append(f'<li><a href="#{anchor}"><span class="method m-{method}">'
-                       f"{method.upper()}</span> <code>{escape(path)}</code></a></li>")
+                       f"{method.upper()}</span> <code>{escape(path)}</code></a> "
+                       f"<span class=muted>{_md_inline(op.get('summary', ''))}</span></li>")
             parts = [f'<section class=op id="{anchor}"><h3><span class="method m-{method}">'
                      f"{method.upper()}</span> <code>{escape(path)}</code></h3>",
                      f"<p class=op-summary>{_md_inline(op.get('summary', ''))}</p>"]
@@ -582,7 +583,7 @@ def render_docs(doc: dict) -> str:
                                  "</code></pre>")
             parts.append("<h4>Responses</h4><dl class=responses>")
             for status, resp in op["responses"].items():
-                parts.append(f"<dt><span class='status s{status[0]}xx'>{escape(status)}</span> "
+                parts.append(f"<dt><span class='http-status s{status[0]}xx'>{escape(status)}</span> "
                              f"{_md_inline(resp.get('description', ''))}</dt><dd>")
                 for media_type, media in (resp.get("content") or {}).items():
                     parts.append(f"<p class=media>{escape(media_type)}</p>")
