@@ -438,8 +438,13 @@ def _definition(question: str, subject: set[str], chunks: list[Chunk], w: _Write
         if len(used) >= limit:
             break
         # Support from more than one passage: the lead's page opening rarely
-        # says how the thing works or what it is used for.
-        if scorer(u.text) <= 0 or per_chunk[c.id] >= 2 or not w.fresh(u.text):
+        # says how the thing works or what it is used for. Support is about
+        # the subject: named in the sentence, or on the lead's page.
+        if scorer(u.text) <= 0 or per_chunk[c.id] >= 2:
+            continue
+        if c.doc_id != lead_chunk.doc_id and not subject & _names(u.text):
+            continue
+        if not w.fresh(u.text):
             continue
         per_chunk[c.id] += 1
         used.append((c, u))

@@ -178,20 +178,36 @@ def ask(question, index_dir, top_k, as_json) -> None:
 @click.option("--host", default=None, help="Default 127.0.0.1 (KBQA_HOST).")
 @click.option("--port", type=int, default=None, help="Default 8000 (KBQA_PORT).")
 @click.option("--index-dir", type=click.Path(file_okay=False))
-def serve(host, port, index_dir) -> None:
-    """Serve the chat page and the REST API."""
-    from kbqa.app import create_app
-
-    cfg = _config(index_dir, host=host, port=port)
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="gunicorn worker processes. Default: one per CPU core (KBQA_WORKERS).")
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Threads per worker. Default 4 (KBQA_THREADS).")
+@click.option("--dev", is_flag=True, help="Flask's development server (one process, reloads "
+              "nothing, for debugging only).")
+def serve(host, port, index_dir, workers, threads, dev) -> None:
+    """Serve the chat page and the REST API (gunicorn; --dev for Flask's own server)."""
+    cfg = _config(index_dir, host=host, port=port, workers=workers, threads=threads)
     kb = _kb(cfg)
-    app = create_app(cfg, kb=kb)
-    click.echo(f"kbqa serving {cfg.index_dir}/ on http://{cfg.host}:{cfg.port}/", err=True)
-    try:
-        from waitress import serve as wserve
+    if dev:
+        from kbqa.app import create_app
+        from kbqa.server import ServeError, check_port
 
-        wserve(app, host=cfg.host, port=cfg.port, threads=8, _quiet=True)
-    except OSError as exc:
-        _fail(f"cannot listen on {cfg.host}:{cfg.port} ({exc.strerror}); pick another --port")
+        try:
+            check_port(cfg.host, cfg.port)
+        except ServeError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        click.echo(f"kbqa (development server) serving {cfg.index_dir}/ on "
+                   f"http://{cfg.host}:{cfg.port}/", err=True)
+        create_app(cfg, kb=kb).run(host=cfg.host, port=cfg.port, threaded=True)
+        return
+    from kbqa.server import ServeError, serve as gserve
+
+    click.echo(f"kbqa serving {cfg.index_dir}/ on http://{cfg.host}:{cfg.port}/ "
+               f"({cfg.workers} workers × {cfg.threads} threads)", err=True)
+    try:
+        gserve(cfg, kb, cfg.workers, cfg.threads)
+    except ServeError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 @main.command("eval")

@@ -64,6 +64,10 @@ class Config:
     build_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     host: str = "127.0.0.1"
     port: int = 8000
+    # `kbqa serve`: gunicorn workers (processes; queries are CPU-bound, so one
+    # per core) and threads per worker (for slow clients, not for speed).
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    threads: int = 4
     # Bearer token of /api/admin/* (KBQA_ADMIN_TOKEN). Unset: those endpoints answer
     # 403 and do nothing; they are never open.
     admin_token: str | None = None

@@ -24,6 +24,11 @@ from kbqa.retrieve import (MODES, Hit, SearchResult, chunk_page, collapse_linked
 from kbqa.segment import Chunk, tokenize
 
 
+# How a question asks, not what about: "etcd 的作用是什么" is about etcd, and
+# "作用" would match every "作用域" (scope) in the docs.
+_QUESTION_FRAME = re.compile(r"(的?作用是什么|有什么作用|有什么用|有何作用|的作用|的用途|是做什么的|"
+                             r"是干什么的|是(如何|怎么|怎样)工作的?|(如何|怎么|怎样)工作|工作原理)")
+
 # Recent query vectors kept (512 floats each: 1,024 of them are 2 MB).
 QUERY_CACHE_SIZE = 1024
 
@@ -85,6 +90,20 @@ class KnowledgeBase:
                 "models": [e["name"] for e in m["encoders"]], "built_at": m["built_at"],
                 "version": self.index.path.name, "kbqa_version": m["kbqa_version"]}
 
+    def warm(self) -> None:
+        """Load everything a query needs (index, encoder, tokenizer) and answer once.
+
+        Called before a server forks its workers, so they share the loaded
+        pages and none of them makes its first user wait.
+        """
+        import faiss
+
+        # OpenMP threads started before a fork can hang the children; one
+        # query vector needs none.
+        faiss.omp_set_num_threads(1)
+        self.ask("What is etcd?")
+        self.ask("etcd 是什么？")
+
     def embedder(self, name: str):
         if name not in self._embedders:
             self._embedders[name] = get_embedder(name, self.config.query_threads,
@@ -144,7 +163,7 @@ class KnowledgeBase:
         hits = rrf(lists, weights, cfg.rrf_k)
         if cfg.collapse_languages:
             hits = collapse_linked(hits, idx.links, idx.chunks, question_lang(question))
-        hits = hits[:top_k]
+        hits = _diversify(hits, idx.chunks, per_section=2)[:top_k]
         timings["fuse"] = _ms(t)
         # Key words in either language: an English question over Chinese pages
         # shows its domain through the glossary's translations.
@@ -177,7 +196,7 @@ class KnowledgeBase:
                        weights: dict) -> None:
         """BM25 over text and titles, plus the same in the other language."""
         cfg, idx = self.config, self.index
-        qtokens = tokenize(question)
+        qtokens = tokenize(_QUESTION_FRAME.sub(" ", question)) or tokenize(question)
         same_share = 1.0
         if cfg.cross_weight > 0 and translated:
             # The lexical side cannot see across languages by itself. The query
@@ -523,6 +542,22 @@ class _Prepared:
 # Words too general to be what "it" stands for.
 _GENERIC = {"kubernetes", "k8s", "cluster", "clusters", "what", "how", "why", "the", "it"}
 _NAMES = {n.lower() for n in NAMES}
+
+
+def _diversify(hits: list[Hit], chunks: list[Chunk], per_section: int) -> list[Hit]:
+    """At most ``per_section`` chunks of one section before every other section's best.
+
+    A long section split in five chunks would otherwise fill the results with
+    one place in the docs; the rest follow, in order, after the others.
+    """
+    seen: dict[tuple, int] = {}
+    first, later = [], []
+    for h in hits:
+        c = chunks[h.index]
+        key = (c.doc_id, c.heading)
+        seen[key] = seen.get(key, 0) + 1
+        (first if seen[key] <= per_section else later).append(h)
+    return first + later
 
 
 def _define_query(side: str, lang: str) -> str:
