@@ -63,12 +63,86 @@ def latency(kb: KnowledgeBase, questions: list[str], repeat: int = 3) -> dict:
     return out
 
 
+def _touch_page(src: Path, n: int) -> str:
+    """Append a sentence to one mid-sized English page (the "one page changed" case)."""
+    pages = sorted(p for p in src.rglob("*.md") if "en" in p.relative_to(src).parts[:1]
+                   and 2000 < p.stat().st_size < 20000)
+    page = pages[len(pages) // 2]
+    with open(page, "a", encoding="utf-8") as fh:
+        fh.write(f"\nBenchmark edit {n}: one more sentence, so that this page changes.\n")
+    return page.relative_to(src).as_posix()
+
+
+def incremental_builds(sources: dict[str, Path], work: Path) -> list[dict]:
+    """Full build, then one changed page re-indexed: in process (warm, as the admin
+    endpoint does it) and as a fresh `kbqa index` process (cold: imports, jieba's
+    dictionary and the model load included). Works on copies; never writes to sources."""
+    import re
+    import shutil
+    import subprocess
+
+    rows = []
+    for name, source in sources.items():
+        src = work / f"src-{name}" / source.name
+        shutil.copytree(source, src)
+        cfg = Config.from_env(env={}, index_dir=work / f"idx-{name}", sources=(src,))
+        kb = KnowledgeBase(cfg)
+        full = kb.build(full=True)
+        page = _touch_page(src, 1)
+        warm = kb.build()
+        _touch_page(src, 2)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "kbqa.cli", "index", "--source", str(src),
+                              "--index-dir", str(cfg.index_dir)], capture_output=True, text=True,
+                             env=env, cwd=ROOT, check=True)
+        cold_wall = time.perf_counter() - t
+        reported = re.search(r"; ([0-9.]+)s$", out.stdout.strip().splitlines()[-1])
+        row = {"index": name, "files": full.files, "chunks": full.chunks, "changed_page": page,
+               "full_seconds": round(full.seconds, 2),
+               "full_stages": {k: round(v, 2) for k, v in {**full.stages, **full.detail}.items()},
+               "incremental_seconds": round(warm.seconds, 2),
+               "incremental_stages": {k: round(v, 3)
+                                      for k, v in {**warm.stages, **warm.detail}.items()},
+               "incremental_embedded": warm.embedded, "incremental_reused": warm.reused,
+               "speedup": round(full.seconds / max(warm.seconds, 1e-9), 1),
+               "cli_cold_wall_seconds": round(cold_wall, 2),
+               "cli_cold_build_seconds": float(reported.group(1)) if reported else None}
+        print(f"{name}: full {row['full_seconds']}s, one page changed {row['incremental_seconds']}s "
+              f"in process ({row['speedup']}x), {row['cli_cold_wall_seconds']}s as a new "
+              "`kbqa index` process", file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
+def print_incremental(rows: list[dict]) -> None:
+    print("\n| index | files | chunks | full build s | one page changed s (in process) | speed-up "
+          "| `kbqa index` process s (wall) |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['index']} | {r['files']} | {r['chunks']} | {r['full_seconds']} | "
+              f"{r['incremental_seconds']} | {r['speedup']}x | {r['cli_cold_wall_seconds']} |")
+    for r in rows:
+        stages = ", ".join(f"{k} {v}" for k, v in r["incremental_stages"].items())
+        print(f"\n{r['index']} incremental stages (s): {stages}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     ap.add_argument("--no-compare", action="store_true", help="skip the MiniLM comparison build")
+    ap.add_argument("--builds-only", action="store_true",
+                    help="only the full vs incremental build timings")
     args = ap.parse_args()
+    if args.builds_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = incremental_builds({"corpus": ROOT / "corpus",
+                                       "k8s-docs": args.shared / "k8s-docs"}, Path(tmp))
+        out = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "incremental": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name("incremental.json").write_text(json.dumps(out, indent=1))
+        print_incremental(rows)
+        return
     docs, dev = args.shared / "k8s-docs", args.shared / "eval" / "dev.jsonl"
     questions = load_questions(dev)
     result: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "builds": []}
@@ -102,6 +176,8 @@ def main() -> None:
                 kb2, questions, mode="hybrid", encoders=("use-multilingual-v3", "all-MiniLM-L6-v2"))
             result["eval_compare"] = {name: {k: v for k, v in r.items() if k != "rows"}
                                       for name, r in runs.items()}
+        result["incremental"] = incremental_builds({"corpus": ROOT / "corpus", "k8s-docs": docs},
+                                                   work)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, ensure_ascii=False, indent=1))
     print(f"## kbqa benchmark {result['date']} ({result['machine']['cpu']}, "
@@ -120,6 +196,7 @@ def main() -> None:
         print(f"| {k} | {v['recall@1']} | {v['recall@5']} | {v['mrr@10']} | {v['in_domain_refused']} |")
     print()
     print(format_table(result.get("eval_compare") or {"default": result["eval_default"]}))
+    print_incremental(result["incremental"])
     print(f"\nJSON: {args.out}")
 
 
