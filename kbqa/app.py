@@ -17,9 +17,6 @@ from kbqa.kb import KnowledgeBase, QueryError
 api = Blueprint("api", __name__, url_prefix="/api")
 pages = Blueprint("pages", __name__)
 
-MAX_BODY_BYTES = 64 * 1024
-
-
 def _kb() -> KnowledgeBase:
     return current_app.extensions["kbqa"]
 
@@ -129,11 +126,36 @@ def article_page(collection: str, source: str):
             f'<h1>{escape(art["title"])}</h1>{art["html"]}</main></body></html>')
 
 
+def _limit_queries(app: Flask, config: Config) -> None:
+    """Per-address rate limit on the endpoints that cost CPU (429 with Retry-After).
+
+    Counted in each worker process (no shared store offline): with N workers an
+    address gets up to N times the limit. ``KBQA_RATE_LIMIT=off`` disables it.
+    """
+    if config.rate_limit.strip().lower() in ("", "off", "none", "0"):
+        return
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    exempt = {a.strip() for a in config.rate_limit_exempt.split(",") if a.strip()}
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://",
+                      headers_enabled=True, default_limits=[])
+    limit = limiter.shared_limit(config.rate_limit, scope="queries",
+                                 exempt_when=lambda: request.remote_addr in exempt)
+    for endpoint in ("api.query", "api.query_stream"):
+        app.view_functions[endpoint] = limit(app.view_functions[endpoint])
+
+
 def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) -> Flask:
     config = config or Config.from_env()
     app = Flask(__name__, static_folder=None)
+    if config.trusted_proxies > 0:
+        # Behind a reverse proxy the client address is in X-Forwarded-For.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
     app.config["KBQA"] = config
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.ensure_ascii = False
     app.extensions["kbqa"] = kb or KnowledgeBase(config)
     app.register_blueprint(api)
@@ -146,13 +168,16 @@ def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) ->
 
     app.register_blueprint(feedback_api)
     app.register_blueprint(openapi_api)
+    _limit_queries(app, config)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                  400: "bad_request", 415: "unsupported_media_type"}
         message = {404: "no such endpoint or file", 405: f"method {request.method} is not "
-                   "allowed here", 413: f"request body is larger than {MAX_BODY_BYTES} bytes"}
+                   "allowed here", 413: f"request body is larger than {config.max_body_bytes} bytes",
+                   429: "too many requests from your address; wait and retry (see Retry-After)"}
+        codes[429] = "rate_limited"
         return error(exc.code or 500, codes.get(exc.code, "http_error"),
                      message.get(exc.code, exc.description or exc.name))
 
@@ -165,8 +190,16 @@ def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) ->
         app.logger.exception("unhandled error")
         return error(500, "internal_error", "the server failed to answer; see its log")
 
+    cors = {o.strip() for o in config.cors_origins.split(",") if o.strip()}
+
     @app.after_request
     def headers(resp):
+        # CORS is off unless origins are configured: the page is same-origin.
+        origin = request.headers.get("Origin")
+        if cors and origin and request.path.startswith("/api/") and ("*" in cors or origin in cors):
+            resp.headers["Access-Control-Allow-Origin"] = "*" if "*" in cors else origin
+            resp.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            resp.headers["Vary"] = "Origin"
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         resp.headers.setdefault(

@@ -49,6 +49,19 @@ class Config:
     default_top_k: int = 5
     max_top_k: int = 50
     max_question_chars: int = 2000
+    # Largest request body accepted (413 above it).
+    max_body_bytes: int = 64 * 1024
+    # Queries per client address (flask-limiter syntax, e.g. "120/minute;20/second");
+    # "off" disables. Counted per worker process.
+    rate_limit: str = "120/minute;20/second"
+    # Addresses never limited: the machine itself (the chat page opened
+    # locally, scripts, load tests). Behind a proxy, set trusted_proxies.
+    rate_limit_exempt: str = "127.0.0.1,::1"
+    # Reverse proxies in front of kbqa whose X-Forwarded-For is believed.
+    trusted_proxies: int = 0
+    # Origins allowed to call /api from other sites (comma list, "*" for any);
+    # empty: CORS off.
+    cors_origins: str = ""
     # Earlier turns a follow-up may lean on (the request's "history").
     max_history_turns: int = 10
     # Optional language model: an OpenAI-compatible /v1/chat/completions
