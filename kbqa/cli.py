@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -84,6 +85,11 @@ def index(sources, index_dir, encoders, if_stale, full) -> None:
     _build(KnowledgeBase(cfg), None, full)
 
 
+def _write_reason(message: str) -> str:
+    m = re.search(r"\(([^()]*)\)\s*$", message)
+    return m.group(1) if m else message.splitlines()[0][:120]
+
+
 def _build(kb, sources, full: bool):
     """Run a build with a progress display fit for where stderr goes; print its summary."""
     from kbqa.embed import EmbedderError
@@ -95,6 +101,14 @@ def _build(kb, sources, full: bool):
     except (IndexError_, EmbedderError) as exc:
         progress.end()
         _fail(str(exc))
+    except (OSError, RuntimeError) as exc:
+        # Disk full, read-only folder, quota (faiss reports its write errors as
+        # RuntimeError): the new version is abandoned, the previous one serves on.
+        progress.end()
+        reason = getattr(exc, "strerror", None) or _write_reason(str(exc))
+        _fail(f"cannot write the index in {kb.config.index_dir} ({reason}); free some space or "
+              "fix the folder's permissions and run kbqa index again (the previous index is "
+              "still the one served)")
     for s in report.skipped:
         click.echo(f"skipped {s.source}: {s.reason}", err=True)
     click.echo(report.summary())
