@@ -74,14 +74,20 @@ class Server:
         self.feedback_db = feedback_db
         env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
         env["KBQA_FEEDBACK_DB"] = str(feedback_db)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kbqa.cli", "serve", "--port", str(self.port),
-             "--index-dir", str(index_dir)], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # One worker process is enough for one browser and halves the start-up cost
+        # (each worker loads the encoders).
+        env["KBQA_WORKERS"] = "1"
+        # Output to a file, not a pipe nobody reads (a full pipe would stall the server).
+        self.log = feedback_db.with_name(f"serve-{self.port}.log")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kbqa.cli", "serve", "--port", str(self.port),
+                 "--index-dir", str(index_dir)], cwd=ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"kbqa serve exited: {self.proc.stdout.read()}")
+                raise RuntimeError(f"kbqa serve exited: {self.log.read_text()[-2000:]}")
             try:
                 if requests.get(self.base + "/api/health", timeout=2).status_code == 200:
                     return
@@ -404,6 +410,8 @@ def test_copy_button_copies_a_code_block(browser, live):
 def test_phone_width_has_no_horizontal_scroll(browser, live):
     t = Tab(browser, live.base, width=375, height=740, is_mobile=True, has_touch=True).open()
     t.shot("06-phone-empty")
+    assert t.page.locator("#empty-title").is_visible() and t.page.evaluate(
+        "document.getElementById('scroller').scrollTop") == 0, "the empty state opens at its title"
     overflow = ("() => [document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth,"
                 " document.getElementById('scroller').scrollWidth -"
                 " document.getElementById('scroller').clientWidth]")

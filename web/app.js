@@ -1497,7 +1497,8 @@
     });
 
     autoGrow();
-    scrollToBottom();
+    // A restored thread opens at its latest answer; the empty state at its title.
+    if (state.turns.length) scrollToBottom();
     checkHealth();
     if (!('ontouchstart' in window)) els.question.focus();
   }
