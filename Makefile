@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install index serve test bench clean
+.PHONY: install index serve test test-load audit bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,16 @@ serve: index
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# 16 clients for 2 minutes with a re-index, then a worker killed (a few minutes).
+test-load: install
+	$(BIN)/python -m pytest -q -s -m load
+
+# Known vulnerabilities in the installed dependencies (the registry's advisory data).
+audit: install
+	@mkdir -p tests/artifacts
+	$(BIN)/pip-audit --local --skip-editable --progress-spinner off 2>&1 | tee tests/artifacts/pip-audit.txt | grep -v "could not be audited" || true
+	@! grep -Eq "^Found [0-9]+ known vulnerabilit" tests/artifacts/pip-audit.txt
 
 clean:
 	rm -rf index/ .pytest_cache
