@@ -265,12 +265,19 @@ def _query_body(cfg: Config) -> dict:
 
 
 def _bad_input() -> dict[str, dict]:
+    limited = _error_response("Too many questions from this address (per-address rate "
+                              "limit, `KBQA_RATE_LIMIT`; loopback is exempt by default).",
+                              "rate_limited")
+    limited["headers"] = {"Retry-After": {
+        "description": "Seconds to wait before asking again.",
+        "schema": {"type": "integer", "minimum": 0}}}
     return {
         "400": _error_response("Invalid body: not JSON, missing or empty question, bad "
                                "`top_k` or `history`.", "empty_question"),
         "413": _error_response("The question or the body is too long.", "question_too_long"),
         "415": _error_response("The body is not sent as application/json.",
                                "unsupported_media_type"),
+        "429": limited,
     }
 
 
@@ -283,6 +290,7 @@ def build_document(cfg: Config) -> dict[str, Any]:
     except PackageNotFoundError:  # running from a source tree that was never installed
         kbqa_version = "0.0.0"
     no_index = _error_response("No index is built yet, or it cannot be read.", "no_index")
+    body_kib = getattr(cfg, "max_body_bytes", 64 * 1024) // 1024
     bearer = [{"bearerAuth": []}]
     unauthorized = _error_response("Missing or wrong bearer token (header "
                                    "`WWW-Authenticate: Bearer`).", "unauthorized")
@@ -301,8 +309,8 @@ def build_document(cfg: Config) -> dict[str, Any]:
                        "sources.",
             "description": (
                 "All endpoints answer JSON unless noted. Errors always have the shape "
-                "`{\"error\": {\"code\", \"message\"}}`. Bodies larger than 64 KiB are "
-                "refused with 413."),
+                "`{\"error\": {\"code\", \"message\"}}`. Bodies larger than "
+                f"{body_kib} KiB are refused with 413."),
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": "/", "description": "This server"}],
@@ -379,7 +387,8 @@ def build_document(cfg: Config) -> dict[str, Any]:
                     "201": _json(_ref("FeedbackCreated"), "Stored."),
                     "400": _error_response("Invalid body (the message names the field).",
                                            "invalid_feedback"),
-                    "413": _error_response("Body larger than 64 KiB.", "payload_too_large"),
+                    "413": _error_response(f"Body larger than {body_kib} KiB.",
+                                           "payload_too_large"),
                     "415": _error_response("Not sent as application/json.",
                                            "unsupported_media_type"),
                     "503": _error_response("The feedback store cannot be written; answers "

@@ -166,6 +166,18 @@ def test_query_errors_match(c, doc, path, kwargs, status, code):
     assert body["error"]["code"] == code and body["error"]["message"]
 
 
+def test_rate_limited_answer_matches(kb, doc, tmp_path):
+    cfg = make_config(index_dir=kb.config.index_dir, rate_limit="2/minute",
+                      rate_limit_exempt="", feedback_db=tmp_path / "fb.sqlite3")
+    c = create_app(cfg, kb=kb).test_client()
+    for _ in range(2):
+        assert c.post("/api/query", json={"question": "What is a Pod?"}).status_code == 200
+    r = c.post("/api/query/stream", json={"question": "What is a Pod?"})
+    body = check(doc, "/api/query/stream", "post", r, 429)
+    assert body["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 0
+    assert "Retry-After" in doc["paths"]["/api/query"]["post"]["responses"]["429"]["headers"]
+
+
 def test_stream_events_match(c, doc):
     r = c.post("/api/query/stream", json={"question": "etcd 的作用是什么？"})
     assert r.status_code == 200 and r.mimetype == "text/event-stream"
