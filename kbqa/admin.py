@@ -16,14 +16,16 @@ computed, and an answer must come from one version only.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
-from kbqa.index import IndexError_, Progress
+from kbqa.index import IndexError_, Progress, lock_holder
 
 log = logging.getLogger(__name__)
 admin = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -69,49 +71,84 @@ def _authorize():
 
 
 class StatusProgress(Progress):
-    """Keeps the running build's stage and counts for GET /api/admin/status."""
+    """Passes the running build's stage and counts to the job's status file."""
 
     def __init__(self, job: "ReindexJob"):
         self.job = job
+        self.current: dict | None = None
 
     def note(self, text: str) -> None:
-        with self.job.lock:
-            self.job.notes.append(text)
+        self.job.update(note=text)
 
     def stage(self, name: str, total: int, unit: str) -> None:
-        with self.job.lock:
-            self.job.progress = {"stage": name, "done": 0, "total": total, "unit": unit}
+        self.current = {"stage": name, "done": 0, "total": total, "unit": unit}
+        self.job.update(progress=self.current, force=True)
 
     def advance(self, n: int = 1) -> None:
-        with self.job.lock:
-            if self.job.progress:
-                self.job.progress["done"] += n
+        if self.current:
+            self.current["done"] += n
+            self.job.update(progress=self.current)
 
 
 class ReindexJob:
-    """At most one background re-index per app; remembers the last result."""
+    """A background re-index and its status, kept in ``<index>/.reindex-status.json``.
 
-    def __init__(self):
+    ``kbqa serve`` runs several worker processes: the POST lands in one, the
+    GET in any other, so the status lives in a file (replaced atomically), not
+    in memory. Whether a build is really running is asked of the build lock,
+    so a worker killed mid-build shows as interrupted, not as running forever.
+    """
+
+    FILE = ".reindex-status.json"
+
+    def __init__(self, index_dir: Path):
+        self.root = Path(index_dir)
+        self.path = self.root / self.FILE
         self.lock = threading.Lock()
         self.running = False
-        self.full = False
-        self.started_at: str | None = None
-        self.finished_at: str | None = None
-        self.progress: dict | None = None
-        self.notes: list[str] = []
-        self.result: dict | None = None
-        self.error: str | None = None
+        self._state: dict = {}
+        self._written = 0.0
 
-    def start(self, kb, sources: list[Path], full: bool) -> bool:
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _write(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.FILE}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(self._state, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._written = time.monotonic()
+
+    def update(self, progress: dict | None = None, note: str | None = None,
+               force: bool = False) -> None:
+        """Record progress; written at most twice a second unless ``force``."""
         with self.lock:
-            if self.running:
-                return False
-            self.running, self.full = True, full
-            self.started_at, self.finished_at = _now(), None
-            self.progress, self.notes, self.error = None, [], None
+            if progress is not None:
+                self._state["progress"] = dict(progress)
+            if note is not None:
+                self._state.setdefault("notes", []).append(note)
+            if force or note is not None or time.monotonic() - self._written >= 0.5:
+                self._write()
+
+    def start(self, kb, sources: list[Path], full: bool) -> str | None:
+        """Start the build thread; else say why not (a build already running)."""
+        with self.lock:
+            holder = lock_holder(self.root)
+            if self.running or holder:
+                return f"a build (pid {holder or os.getpid()}) is already running"
+            previous = self._read()
+            self.running = True
+            self._state = {"state": "running", "running": True, "full": full,
+                           "pid": os.getpid(), "started_at": _now(), "finished_at": None,
+                           "progress": None, "notes": [],
+                           "last_result": previous.get("last_result"), "last_error": None}
+            self._write()
         threading.Thread(target=self._run, args=(kb, sources, full), daemon=True,
                          name="kbqa-reindex").start()
-        return True
+        return None
 
     def _run(self, kb, sources: list[Path], full: bool) -> None:
         result, error = None, None
@@ -124,20 +161,25 @@ class ReindexJob:
             log.exception("admin re-index failed")
             error = f"{type(exc).__name__}: {exc}"
         with self.lock:
-            self.running, self.finished_at = False, _now()
+            self.running = False
+            self._state.update(state="failed" if error else "done", running=False,
+                               finished_at=_now(), last_error=error)
             if result is not None:
-                self.result = result
-            self.error = error
+                self._state["last_result"] = result
+            self._write()
 
     def status(self) -> dict:
         with self.lock:
-            state = "running" if self.running else ("failed" if self.error else
-                                                    ("done" if self.result else "idle"))
-            return {"state": state, "running": self.running, "full": self.full,
-                    "started_at": self.started_at, "finished_at": self.finished_at,
-                    "progress": dict(self.progress) if self.progress else None,
-                    "notes": list(self.notes), "last_result": self.result,
-                    "last_error": self.error}
+            running_here = self.running
+        out = self._read() or {"state": "idle", "running": False, "full": False, "pid": None,
+                               "started_at": None, "finished_at": None, "progress": None,
+                               "notes": [], "last_result": None, "last_error": None}
+        if out.get("running") and not running_here and not lock_holder(self.root):
+            # The worker running it died (or was restarted) before it finished.
+            out.update(state="failed", running=False,
+                       last_error=f"the re-index in process {out.get('pid')} was interrupted "
+                                  "before it finished; start it again")
+        return out
 
 
 def _now() -> str:
@@ -149,7 +191,9 @@ _JOBS_LOCK = threading.Lock()
 
 def _job() -> ReindexJob:
     with _JOBS_LOCK:
-        return current_app.extensions.setdefault("kbqa_reindex", ReindexJob())
+        if "kbqa_reindex" not in current_app.extensions:
+            current_app.extensions["kbqa_reindex"] = ReindexJob(_kb().config.index_dir)
+        return current_app.extensions["kbqa_reindex"]
 
 
 def _sources(kb) -> list[Path]:
@@ -177,9 +221,9 @@ def reindex():
     if missing:
         return _error(409, "source_missing", f"source folder {missing[0]} does not exist on the "
                       "server; rebuild with `kbqa index --source DIR`")
-    if not _job().start(kb, sources, full):
-        return _error(409, "reindex_running", "a re-index is already running; "
-                      "see GET /api/admin/status")
+    busy = _job().start(kb, sources, full)
+    if busy:
+        return _error(409, "reindex_running", f"{busy}; see GET /api/admin/status")
     log.info("admin re-index started (full=%s)", full)
     resp = jsonify({"status": "started", "full": full, "sources": [str(s) for s in sources],
                     "status_url": "/api/admin/status"})

@@ -71,7 +71,9 @@ class IndexError_(RuntimeError):
 
 
 class IndexBusy(IndexError_):
-    """Another build holds the index folder's lock."""
+    """Another build holds the index folder's lock; ``holder`` is its PID as written."""
+
+    holder: str = "unknown"
 
 
 # --- progress ---------------------------------------------------------------
@@ -260,8 +262,10 @@ class BuildLock:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise IndexBusy(f"another build (pid {holder}) is writing {self.path.parent}/; "
-                                "wait for it to finish, then run the command again") from None
+                busy = IndexBusy(f"another build (pid {holder}) is writing {self.path.parent}/; "
+                                 "wait for it to finish, then run the command again")
+                busy.holder = holder
+                raise busy from None
             raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -274,6 +278,18 @@ class BuildLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def lock_holder(root: Path) -> str | None:
+    """PID (as written) of the build holding ``root``'s lock, or None when it is free."""
+    path = Path(root) / ".lock"
+    if not path.exists():
+        return None
+    try:
+        with BuildLock(root):
+            return None
+    except IndexBusy as exc:
+        return exc.holder
 
 
 def fingerprint(cfg: Config) -> dict:
@@ -1077,14 +1093,14 @@ class LiveIndex:
         try:
             new = load_index(self.root)
         except IndexError_ as exc:
-            log.warning("new index version %s not loaded, still serving %s: %s", name,
-                        self._index.path.name if self._index else "nothing", exc)
+            log.warning("new index version %s not loaded (pid %d), still serving %s: %s", name,
+                        os.getpid(), self._index.path.name if self._index else "nothing", exc)
             with self._lock:
                 self._failed, self._loading = name, False
             return
         except Exception as exc:  # never let a reload take the service down
-            log.warning("new index version %s not loaded (%s: %s), still serving the old one",
-                        name, type(exc).__name__, exc)
+            log.warning("new index version %s not loaded (pid %d; %s: %s), still serving the "
+                        "old one", name, os.getpid(), type(exc).__name__, exc)
             with self._lock:
                 self._failed, self._loading = name, False
             return

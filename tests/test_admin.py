@@ -129,11 +129,37 @@ def test_full_reindex_and_a_second_request_while_running(setup):
     assert st["last_result"]["full_reason"] == "--full" and st["last_result"]["reused"] == 0
 
 
-def test_reindex_while_another_build_holds_the_lock_reports_it(setup):
-    client = setup["client"]
+def test_reindex_while_another_build_holds_the_lock_is_a_409(setup):
+    import os
+
     with BuildLock(setup["cfg"].index_dir):
-        r = client.post("/api/admin/reindex", headers=_auth(), json={"full": True})
-        assert r.status_code == 202
-        st = _wait_done(client)
-    assert st["state"] == "failed" and "another build" in st["last_error"]
-    assert st["last_result"] is not None  # the previous result is kept
+        r = setup["client"].post("/api/admin/reindex", headers=_auth(), json={"full": True})
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "reindex_running"
+    assert f"pid {os.getpid()}" in r.get_json()["error"]["message"]
+
+
+def test_status_is_shared_by_worker_processes(setup):
+    """`kbqa serve` forks workers: a GET on another worker sees the same job."""
+    cfg = setup["cfg"]
+    other = create_app(cfg, kb=KnowledgeBase(cfg)).test_client()  # a second worker's app
+    mine = setup["client"].get("/api/admin/status", headers=_auth()).get_json()
+    theirs = other.get("/api/admin/status", headers=_auth()).get_json()
+    assert theirs["last_result"] == mine["last_result"] and theirs["state"] == mine["state"]
+    assert mine["last_result"]["version"]
+
+
+def test_a_job_whose_worker_died_shows_as_interrupted(setup):
+    import json as _json
+
+    cfg = setup["cfg"]
+    status = cfg.index_dir / ".reindex-status.json"
+    saved = status.read_text()
+    try:
+        status.write_text(_json.dumps({**_json.loads(saved), "state": "running", "running": True,
+                                       "pid": 999999}))
+        fresh = create_app(cfg, kb=KnowledgeBase(cfg)).test_client()
+        st = fresh.get("/api/admin/status", headers=_auth()).get_json()
+        assert st["state"] == "failed" and not st["running"]
+        assert "999999" in st["last_error"] and "interrupted" in st["last_error"]
+    finally:
+        status.write_text(saved)
