@@ -171,7 +171,7 @@ class ReindexJob:
     def status(self) -> dict:
         with self.lock:
             running_here = self.running
-        out = self._read() or {"state": "idle", "running": False, "full": False, "pid": None,
+        out = self._read() or {"state": "idle", "running": False, "full": False,
                                "started_at": None, "finished_at": None, "progress": None,
                                "notes": [], "last_result": None, "last_error": None}
         if out.get("running") and not running_here and not lock_holder(self.root):
@@ -179,6 +179,7 @@ class ReindexJob:
             out.update(state="failed", running=False,
                        last_error=f"the re-index in process {out.get('pid')} was interrupted "
                                   "before it finished; start it again")
+        out.pop("pid", None)  # bookkeeping for the check above, not part of the API
         return out
 
 
