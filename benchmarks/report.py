@@ -99,6 +99,21 @@ def latency(latest: dict, peer: dict | None) -> str:
     return "\n".join(lines)
 
 
+def load(data: dict) -> str:
+    s, k = data.get("sustained", {}), data.get("kill_worker", {})
+    lines = ["| load test (`make test-load`, gunicorn 2 workers, 16 clients) | value |", "|---|---|"]
+    if s:
+        lines += [f"| duration, requests, requests/s | {s['seconds']:.0f} s, {s['requests']}, {s['rps']} |",
+                  f"| responses by status | {s['status']} (connection failures: {s['failed_connections']}) |",
+                  f"| latency p50 / p95 / p99 | {s['p50_ms']} / {s['p95_ms']} / {s['p99_ms']} ms |",
+                  f"| re-index + hot swap during the run | {s['version_before']} → {s['version_after']} |",
+                  f"| worker RSS at start → end (MiB) | {s['rss_start_mib']} → {s['rss_end_mib']} |"]
+    if k:
+        lines.append(f"| worker killed (SIGKILL) under load | replaced; {k['failed_after_kill']} requests "
+                     f"failed of {k['requests']} |")
+    return "\n".join(lines)
+
+
 def machine_line(latest: dict) -> str:
     m = latest["machine"]
     return (f"Measured {latest['date']} on {m['cpu']} ({m['cores']} cores, {m['mem_gib']} GiB, "
@@ -109,7 +124,9 @@ def tables() -> dict[str, str]:
     latest = json.loads((RESULTS / "latest.json").read_text())
     peer_file = RESULTS / "chatchat_peer.json"
     peer = json.loads(peer_file.read_text()) if peer_file.exists() else None
-    return {"machine": machine_line(latest), "quality": quality(latest, peer),
+    load_file = RESULTS / "load.json"
+    extra = {"load": load(json.loads(load_file.read_text()))} if load_file.exists() else {}
+    return {**extra, "machine": machine_line(latest), "quality": quality(latest, peer),
             "answers": answers(latest), "cross": cross(latest, peer), "builds": builds(latest),
             "latency": latency(latest, peer)}
 
