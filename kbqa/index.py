@@ -152,7 +152,7 @@ class LogProgress(Progress):
                        f"({rate:.1f} {self._unit}s/s)")
 
     def end(self) -> None:
-        if self._name:
+        if self._name and self._total:  # a stage with nothing to do says nothing
             took = time.perf_counter() - self._start
             rate = self._done / max(took, 1e-9)
             self._line(f"{self._name}: {self._done} {self._unit}s in {took:.1f}s "
