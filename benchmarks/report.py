@@ -114,6 +114,24 @@ def load(data: dict) -> str:
     return "\n".join(lines)
 
 
+def serve(data: dict) -> str:
+    lines = ["| `/api/query` over HTTP | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|"]
+    for key, label in (("latency_first_pass", "each dev question once (nothing cached)"),
+                       ("latency_warm", "dev questions × 3, warm")):
+        v = data[key]
+        lines.append(f"| {label} | {v['p50_ms']} | {v['p95_ms']} | {v['p99_ms']} |")
+    lines += ["", "| concurrent clients | requests/s | errors | p50 ms | p95 ms |", "|---|---|---|---|---|"]
+    for t in data["throughput"]:
+        lines.append(f"| {t['clients']} | {t['rps']} | {t['errors']} | {t['p50_ms']} | {t['p95_ms']} |")
+    rss = data["rss_peak_mib"]
+    lines += ["", f"Cold start (process start to first answer, index on disk): {data['cold_start_s']} s. "
+              f"Peak RSS: master {rss['master']} MiB, workers {rss['workers']} MiB, of which "
+              f"{data['shared_mib']['workers']} MiB shared (loaded before the fork). Server-side "
+              f"stages, p50 ms: " + ", ".join(f"{k} {v}" for k, v in
+                                              data["latency_warm"]["server_stages_p50_ms"].items()) + "."]
+    return "\n".join(lines)
+
+
 def machine_line(latest: dict) -> str:
     m = latest["machine"]
     return (f"Measured {latest['date']} on {m['cpu']} ({m['cores']} cores, {m['mem_gib']} GiB, "
@@ -126,6 +144,9 @@ def tables() -> dict[str, str]:
     peer = json.loads(peer_file.read_text()) if peer_file.exists() else None
     load_file = RESULTS / "load.json"
     extra = {"load": load(json.loads(load_file.read_text()))} if load_file.exists() else {}
+    serve_file = RESULTS / "serve.json"
+    if serve_file.exists():
+        extra["serve"] = serve(json.loads(serve_file.read_text()))
     return {**extra, "machine": machine_line(latest), "quality": quality(latest, peer),
             "answers": answers(latest), "cross": cross(latest, peer), "builds": builds(latest),
             "latency": latency(latest, peer)}
