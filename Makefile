@@ -7,15 +7,21 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install index serve test test-load audit bench clean
+.PHONY: install index serve test test-load audit lock bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# requirements.lock pins every package to the versions tested here (`make lock`
+# writes it from the current .venv); pyproject.toml keeps the ranges.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	touch $@
+
+lock:
+	( echo "# Versions kbqa is tested with (make lock). Used as pip constraints by make install."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | sort -f ) > requirements.lock
 
 index: install
 	$(BIN)/kbqa index --if-stale

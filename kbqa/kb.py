@@ -123,6 +123,8 @@ class KnowledgeBase:
                              f"question is longer than {self.config.max_question_chars} characters")
         if top_k is None:
             top_k = self.config.default_top_k
+        if isinstance(top_k, float) and top_k.is_integer():
+            top_k = int(top_k)  # JSON has one number type: 5.0 is the integer 5
         if isinstance(top_k, bool) or not isinstance(top_k, int):
             raise QueryError("invalid_top_k", "top_k must be an integer")
         if not 1 <= top_k <= self.config.max_top_k:

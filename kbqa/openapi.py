@@ -27,6 +27,20 @@ OPENAPI_VERSION = "3.1.0"
 openapi_api = Blueprint("openapi", __name__, url_prefix="/api")
 
 
+def _sse_event_schema(events: dict[str, str]) -> dict:
+    """One Server-Sent Event: ``event`` names it, ``data`` is JSON of the named schema."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {"event": {"type": "string", "enum": list(events)},
+                       "data": {"type": "string", "contentMediaType": "application/json"}},
+        "allOf": [{"if": {"properties": {"event": {"const": name}}, "required": ["event"]},
+                   "then": {"properties": {"data": {"contentMediaType": "application/json",
+                                                    "contentSchema": _ref(schema)}}}}
+                  for name, schema in events.items()],
+    }
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -344,7 +358,11 @@ def build_document(cfg: Config) -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "The event stream.", "content": {
                         "text/event-stream": {
-                            "schema": {"type": "string"},
+                            # Each event as an object: its name and its JSON data.
+                            "schema": _sse_event_schema({"meta": "StreamMeta",
+                                                         "delta": "StreamDelta",
+                                                         "done": "QueryResponse",
+                                                         "error": "Error"}),
                             "x-events": {"meta": _ref("StreamMeta"),
                                          "delta": _ref("StreamDelta"),
                                          "done": _ref("QueryResponse"),
