@@ -37,6 +37,16 @@ class Config:
     title_weight: float = 1.0
     cross_weight: float = 1.0
     collapse_languages: int = 1
+    # Dense index type by size (measured in benchmarks/scale.py): exact search
+    # up to this many chunks (a flat scan of every vector: ~20 ms a query at
+    # 100k on two cores, ~200 ms at 1M, 2 KB per vector); above it IVF with
+    # 8-bit codes whose candidates are re-ranked on the exact vectors.
+    exact_search_max_vectors: int = 100_000
+    # IVF lists (0: 2·√N), candidates re-ranked per result wanted, and the
+    # recall@10 against exact search the build tunes the lists probed to reach.
+    ivf_lists: int = 0
+    ivf_refine_factor: int = 4
+    ivf_min_recall: float = 0.98
     # Out-of-domain guard (cosine of the best dense hit): at or above the
     # strong score a question is in domain; between the two it needs a word
     # characteristic of the knowledge base; below min it is refused. The strong

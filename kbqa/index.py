@@ -7,7 +7,14 @@ Layout of ``index/``::
     v-<time>-<pid>/       one complete index version
         manifest.json     models, chunker settings, file hashes, checksums
         chunks.jsonl      chunk text and metadata, one per line
-        dense-<enc>.faiss FAISS inner-product index of normalised vectors
+        chunks-offsets.npy byte offset of each line of chunks.jsonl (and the end)
+        chunks-meta.npy   per chunk: page number, ordinal, language code, linked
+                          twin in the other language (read without decoding text)
+        docs.json         per page, in storage order: id, page key, language,
+                          first chunk
+        dense-<enc>.faiss FAISS inner-product index of normalised vectors: exact
+                          (flat) up to ``exact_search_max_vectors``, else IVF
+                          with 8-bit codes re-ranked on the exact vectors
         bm25/, bm25-title/ bm25s indexes (JSON + .npy, no pickle)
         lexicon.json, glossary.json
         build-chunks.jsonl per chunk: BM25 tokens, title tokens, word counts
@@ -26,6 +33,11 @@ artefact (chunks, tokens, vectors, glossary votes) is either computed or taken
 from the previous version, and the whole-index parts (BM25, lexicon, glossary,
 abstention) are always recomputed from them in the same order. An incremental
 build therefore produces the index a full build would.
+
+A server maps the big files instead of reading them: the chunk store and the
+FAISS index are memory-mapped, so the workers of ``kbqa serve`` share one copy
+of them in the page cache, and loading a million-chunk index does not decode a
+million chunks (see ``ChunkStore`` and benchmarks/scale.py).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -42,11 +55,14 @@ import shutil
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from kbqa import __version__
 from kbqa.config import Config
@@ -55,7 +71,9 @@ from kbqa.ingest import GlossaryResolver, IngestError, Skipped, list_files, pars
 from kbqa.segment import Chunk, chunk_document, tokenize, words
 
 log = logging.getLogger(__name__)
-FORMAT = 3  # 2: lexicon.json, glossary.json, bm25-title/; 3: abstention in manifest
+FORMAT = 4  # 2: lexicon.json, glossary.json, bm25-title/; 3: abstention in manifest;
+# 4: memory-mapped chunk store (chunks-offsets.npy, chunks-meta.npy, docs.json), dense
+# index type chosen by size
 # Bumped when the build-* cache files change shape or meaning.
 CACHE_VERSION = 1
 # Modules whose code decides what is cached: a change to any of them makes
@@ -214,6 +232,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _damaged(folder: Path, checksums: dict[str, str]) -> str | None:
+    """The first file (in manifest order) that is missing or fails its checksum, else None.
+
+    Files are hashed on all cores (hashlib releases the GIL): at a million
+    chunks a server checks ~4 GB before it answers. The build-* files are the
+    next build's cache, never read by a server; the build checks them itself
+    before it reuses them (``_read_previous``).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ok(item: tuple[str, str]) -> bool:
+        f = folder / item[0]
+        return f.is_file() and _sha256(f) == item[1]
+
+    items = list(checksums.items())
+    with ThreadPoolExecutor(max_workers=max(1, min(len(items), os.cpu_count() or 1))) as pool:
+        results = list(pool.map(ok, items))
+    return next((rel for (rel, _), good in zip(items, results) if not good), None)
+
+
 def _text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -351,8 +389,6 @@ class _Previous:
 
 def _read_previous(root: Path, fp: dict) -> tuple[_Previous | None, str]:
     """The previous version if it can seed an incremental build, else why not."""
-    import faiss
-
     marker = root / "CURRENT"
     if not marker.is_file():
         return None, "no index yet"
@@ -376,8 +412,8 @@ def _read_previous(root: Path, fp: dict) -> tuple[_Previous | None, str]:
         docs_file = json.loads((path / "build-docs.json").read_text(encoding="utf-8"))
         vectors, probes = {}, {}
         for e in manifest["encoders"]:
-            index = faiss.read_index(str(path / e["file"]))
-            vectors[e["name"]] = index.reconstruct_n(0, index.ntotal) if index.ntotal else \
+            index = read_dense(path / e["file"], e.get("index"))
+            vectors[e["name"]] = exact_vectors(index) if index.ntotal else \
                 np.zeros((0, e["dim"]), dtype=np.float32)
             if e.get("probes"):
                 probes[e["name"]] = (e["probes"]["key"], np.load(path / e["probes"]["file"]))
@@ -480,10 +516,6 @@ def build_index(cfg: Config, sources: list[Path] | None = None, full: bool = Fal
 
 def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str], full: bool,
                   progress: Progress) -> BuildReport:
-    import bm25s
-    import faiss
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     report = BuildReport()
     t = time.perf_counter()
     fp = fingerprint(cfg)
@@ -599,84 +631,122 @@ def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str]
     report.stages["segment"] = time.perf_counter() - t
     _crash_point("parsed")
 
+    # 4. Vectors: reused rows copied, new chunks embedded in batches.
+    t = time.perf_counter()
+    texts = [c.embed_text() for c in chunks]
+    vectors: dict[str, np.ndarray] = {}
+    for name in cfg.encoders:
+        cname = canonical_name(name)
+        old = prev.vectors.get(cname) if prev else None
+        new_rows = [i for i, o in enumerate(origin) if o < 0 or old is None]
+        parts: dict[int, np.ndarray] = {}
+        if new_rows:
+            emb = _embedder(name, cfg)
+            progress.stage(f"embed {cname}", len(new_rows), "chunk")
+            for s in range(0, len(new_rows), 256):
+                batch = new_rows[s:s + 256]
+                for i, v in zip(batch, emb.encode([texts[i] for i in batch])):
+                    parts[i] = v
+                progress.advance(len(batch))
+            progress.end()
+        dim = len(next(iter(parts.values()))) if parts else old.shape[1]
+        vecs = np.zeros((len(chunks), dim), dtype=np.float32)
+        for i, o in enumerate(origin):
+            vecs[i] = parts[i] if i in parts else old[o]
+        vectors[cname] = vecs
+        if cname == canonical_name(cfg.encoders[0]):
+            report.embedded, report.reused = len(new_rows), len(chunks) - len(new_rows)
+    report.stages["embed"] = time.perf_counter() - t
+
+    # 5. The whole-index parts, recomputed from the per-chunk pieces, and the switch.
+    t = time.perf_counter()
+    votes: Counter = Counter()
+    for f in files:
+        for zh, en, v in docs_out[f.doc_id].get("votes", []):
+            votes[(zh, en)] += v
+    version = write_version(
+        cfg, root, chunks, cache, vectors, docs_out, votes, dict(prev.zipf) if prev else {},
+        [{"collection": n, "path": str(s.resolve())} for s, n in zip(sources, names)], fp,
+        report, progress, prev)
+    _prune(root, keep={version, prev.path.name if prev else ""})
+    report.stages["index"] = time.perf_counter() - t
+    report.version = version
+    return report
+
+
+def write_version(cfg: Config, root: Path, chunks: Sequence[Chunk], cache: Sequence[dict],
+                  vectors: dict[str, np.ndarray], docs_out: dict[str, dict], votes: Counter,
+                  zipf: dict[str, float], sources: list[dict], fp: dict, report: BuildReport,
+                  progress: Progress | None = None, prev: _Previous | None = None) -> str:
+    """Write a complete index version from its per-chunk pieces and switch CURRENT to it.
+
+    ``chunks`` in page order, ``cache`` per chunk (BM25 tokens, title tokens,
+    word counts), ``vectors`` per encoder (canonical name, ``cfg.encoders``
+    order, rows of ``chunks``), ``docs_out`` per page (the build-docs.json
+    record), ``votes`` the glossary votes summed in page order. The build
+    calls it, and so does benchmarks/scale.py for its synthetic indexes, so
+    they are written and loaded by the same code. The caller holds the
+    BuildLock. Returns the version's name.
+    """
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    progress = progress or Progress()
     version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6:06d}-{os.getpid()}"
     tmp = root / f".tmp-{version}"
     _drop_abandoned(root)
     tmp.mkdir()
     try:
-        # 4. Vectors: reused rows copied, new chunks embedded in batches.
-        t = time.perf_counter()
+        t2 = time.perf_counter()
+        first = canonical_name(cfg.encoders[0])
+        probe_key, probe_vecs = _probe_vectors(cfg, first, prev)
         encoders = []
-        texts = [c.embed_text() for c in chunks]
         dense = {}
-        for name in cfg.encoders:
-            cname = canonical_name(name)
-            old = prev.vectors.get(cname) if prev else None
-            new_rows = [i for i, o in enumerate(origin) if o < 0 or old is None]
-            parts: dict[int, np.ndarray] = {}
-            if new_rows:
-                emb = _embedder(name, cfg)
-                progress.stage(f"embed {cname}", len(new_rows), "chunk")
-                for s in range(0, len(new_rows), 256):
-                    batch = new_rows[s:s + 256]
-                    for i, v in zip(batch, emb.encode([texts[i] for i in batch])):
-                        parts[i] = v
-                    progress.advance(len(batch))
-                progress.end()
-            dim = len(next(iter(parts.values()))) if parts else old.shape[1]
-            vecs = np.zeros((len(chunks), dim), dtype=np.float32)
-            for i, o in enumerate(origin):
-                vecs[i] = parts[i] if i in parts else old[o]
-            index = faiss.IndexFlatIP(dim)
-            index.add(np.ascontiguousarray(vecs, dtype=np.float32))
-            fname = f"dense-{slug(name)}.faiss"
-            faiss.write_index(index, str(tmp / fname))
+        for cname, vecs in vectors.items():
+            queries = None
+            if dense_kind(len(vecs), cfg) != "flat":
+                queries = _tuning_queries(cfg, cname, chunks,
+                                          probe_vecs if cname == first else None)
+            index, info = build_dense(vecs, cfg, progress, queries)
+            fname = write_dense(index, info, tmp, cname)
             dense[cname] = index
-            encoders.append({"name": cname, "dim": int(dim), "file": fname})
-            if cname == canonical_name(cfg.encoders[0]):
-                report.embedded, report.reused = len(new_rows), len(chunks) - len(new_rows)
-        report.stages["embed"] = time.perf_counter() - t
+            encoders.append({"name": cname, "dim": int(vecs.shape[1]), "file": fname,
+                             "index": info})
+        report.detail["dense"] = time.perf_counter() - t2
         _crash_point("embedded")
 
-        # 5. The whole-index parts, recomputed from the per-chunk pieces.
-        t = time.perf_counter()
+        t2 = time.perf_counter()
         bm25 = bm25s.BM25()
         bm25.index([c["t"] or [""] for c in cache], show_progress=False)
         bm25.save(str(tmp / "bm25"))
+        del bm25
         # A second, short field: page title and heading path. A question names
         # its subject ("etcd 的作用"), and the page about that subject says so
         # in its title far more reliably than in any one passage.
         titles = bm25s.BM25()
         titles.index([c["h"] or [""] for c in cache], show_progress=False)
         titles.save(str(tmp / "bm25-title"))
-        report.detail["bm25"] = time.perf_counter() - t
+        del titles
+        report.detail["bm25"] = time.perf_counter() - t2
         t2 = time.perf_counter()
         counts: Counter = Counter()
         for c in cache:
             counts.update(c["w"])
-        zipf = dict(prev.zipf) if prev else {}
         lexicon = lexicon_from_counts(counts, zipf)
         (tmp / "lexicon.json").write_text(json.dumps(lexicon, ensure_ascii=False), encoding="utf-8")
         report.detail["lexicon"] = time.perf_counter() - t2
         t2 = time.perf_counter()
-        votes: Counter = Counter()
-        for f in files:
-            for zh, en, v in docs_out[f.doc_id].get("votes", []):
-                votes[(zh, en)] += v
         glossary = glossary_from_votes(votes, chunks)
         (tmp / "glossary.json").write_text(json.dumps(glossary, ensure_ascii=False), encoding="utf-8")
         report.detail["glossary"] = time.perf_counter() - t2
         t2 = time.perf_counter()
-        first = canonical_name(cfg.encoders[0])
-        probe_key, probe_vecs = _probe_vectors(cfg, first, prev)
         np.save(tmp / f"probes-{slug(first)}.npy", probe_vecs)
         encoders[0]["probes"] = {"key": probe_key, "file": f"probes-{slug(first)}.npy"}
         abstention = _calibrate(cfg, dense[first], first, probe_vecs, lexicon, glossary)
         report.detail["calibrate"] = time.perf_counter() - t2
+        dense.clear()
         t2 = time.perf_counter()
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
-            for c in chunks:
-                fh.write(json.dumps(asdict(c), ensure_ascii=False) + "\n")
+        write_chunk_store(tmp, chunks)
         with open(tmp / "build-chunks.jsonl", "w", encoding="utf-8") as fh:
             for c in cache:
                 fh.write(json.dumps(c, ensure_ascii=False) + "\n")
@@ -689,8 +759,8 @@ def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str]
             "build": fp,
             "encoders": encoders,
             "chunker": {"chunk_chars_en": cfg.chunk_chars_en, "chunk_chars_zh": cfg.chunk_chars_zh},
-            "sources": [{"collection": n, "path": str(s.resolve())} for s, n in zip(sources, names)],
-            "documents": report.files,
+            "sources": sources,
+            "documents": sum(1 for r in docs_out.values() if "skipped" not in r),
             "chunks": len(chunks),
             "files": {d: r["sha256"] for d, r in docs_out.items() if "skipped" not in r},
             "skipped": [{"collection": d.split(":", 1)[0], "source": d.split(":", 1)[1],
@@ -713,19 +783,18 @@ def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _prune(root, keep={version, prev.path.name if prev else ""})
-    report.stages["index"] = time.perf_counter() - t
-    report.version = version
-    return report
+    return version
 
 
 def _same_setup(manifest: dict, cfg: Config, sources: list[Path], names: list[str]) -> bool:
     """Nothing but the files could make a new version differ from this one."""
     ab = manifest.get("abstention", {})
+    kinds = {(e.get("index") or {}).get("type", "flat") for e in manifest.get("encoders", [])}
     return ([{"collection": n, "path": str(s.resolve())} for s, n in zip(sources, names)]
             == manifest.get("sources")
             and ab.get("min_dense") == cfg.min_dense_score
-            and ab.get("tolerance") == cfg.abstention_tolerance)
+            and ab.get("tolerance") == cfg.abstention_tolerance
+            and kinds <= {dense_kind(int(manifest.get("chunks", 0)), cfg)})
 
 
 def lexicon_from_counts(counts: Counter, zipf: dict[str, float], min_keyness: float = 2.0,
@@ -882,6 +951,396 @@ def _prune(root: Path, keep: set[str]) -> None:
     _drop_abandoned(root)
 
 
+# --- the chunk store ----------------------------------------------------------
+
+_META_DTYPE = np.dtype([("doc", "<i4"), ("ordinal", "<i4"), ("link", "<i4"), ("lang", "u1")])
+# Decoded chunks kept per loaded index: one query reads a few hundred.
+CHUNK_CACHE = 4096
+
+
+def write_chunk_store(folder: Path, chunks: Sequence[Chunk]) -> None:
+    """Write chunks.jsonl and the small arrays ``ChunkStore`` answers from without decoding it.
+
+    A page's chunks must be stored together (the build stores them in page
+    order): the page table holds one run of chunks per page.
+    """
+    from kbqa.retrieve import chunk_page
+
+    n = len(chunks)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    meta = np.zeros(n, dtype=_META_DTYPE)
+    docs: dict[str, list] = {"ids": [], "pages": [], "langs": [], "starts": []}
+    codes: dict[str, int] = {}
+    pos = 0
+    with open(folder / "chunks.jsonl", "wb") as fh:
+        for i, c in enumerate(chunks):
+            line = (json.dumps(asdict(c), ensure_ascii=False) + "\n").encode("utf-8")
+            fh.write(line)
+            pos += len(line)
+            offsets[i + 1] = pos
+            if not docs["ids"] or docs["ids"][-1] != c.doc_id:
+                docs["ids"].append(c.doc_id)
+                docs["pages"].append(chunk_page(c))
+                docs["langs"].append(c.lang)
+                docs["starts"].append(i)
+            meta[i] = (len(docs["ids"]) - 1, c.ordinal, -1, codes.setdefault(c.lang, len(codes)))
+    if len(set(docs["ids"])) != len(docs["ids"]):
+        raise ValueError("the chunks of a page are not stored together")
+    if len(codes) > 255:
+        raise ValueError("more than 255 languages in one index")
+    for i, j in link_languages(chunks).items():
+        meta["link"][i] = j
+    docs["starts"].append(n)
+    docs["lang_codes"] = list(codes)
+    np.save(folder / "chunks-offsets.npy", offsets)
+    np.save(folder / "chunks-meta.npy", meta)
+    (folder / "docs.json").write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
+
+
+class ChunkStore(Sequence):
+    """The chunks of a loaded index, read from disk and decoded one at a time when asked for.
+
+    A list of a million ``Chunk`` objects costs several GB in every server
+    worker and a minute to decode. Here a chunk is read from its line of
+    chunks.jsonl on access (``pread`` at its offset; the last few thousand are
+    kept decoded), and the small per-chunk arrays are memory-mapped. The file
+    pages live in the page cache, shared by every worker of the machine.
+    Whole-index questions (language shares, a page's chunks, links between
+    languages) are answered from the arrays, never by decoding every chunk.
+
+    Why not mmap chunks.jsonl: on kernels that map whole large folios on a
+    page fault (6.x), each random access maps up to 2 MB, so a worker's RSS
+    climbs to the file's size within a few hundred queries. ``pread`` copies
+    the few hundred bytes asked for and maps nothing.
+    """
+
+    def __init__(self, folder: Path, cache: int = CHUNK_CACHE):
+        self.folder = Path(folder)
+        self._fd = os.open(self.folder / "chunks.jsonl", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._closer = weakref.finalize(self, os.close, self._fd)
+        size = os.fstat(self._fd).st_size
+        self._offsets = np.load(self.folder / "chunks-offsets.npy", mmap_mode="r")
+        self.meta = np.load(self.folder / "chunks-meta.npy", mmap_mode="r")
+        docs = json.loads((self.folder / "docs.json").read_text(encoding="utf-8"))
+        self.doc_ids: list[str] = docs["ids"]
+        self._pages: list[str] = docs["pages"]
+        self._doc_langs: list[str] = docs["langs"]
+        self._starts: list[int] = docs["starts"]
+        self.lang_codes: list[str] = docs["lang_codes"]
+        n = len(self.meta)
+        if (len(self._offsets) != n + 1 or int(self._offsets[-1]) != size
+                or len(self._starts) != len(self.doc_ids) + 1 or self._starts[-1] != n):
+            raise ValueError("chunks.jsonl, chunks-offsets.npy, chunks-meta.npy and docs.json "
+                             "disagree")
+        self._langs = self.meta["lang"]
+        self._get = functools.lru_cache(maxsize=cache)(self._decode)
+        self._doc_number: dict[str, int] | None = None
+        self._page_docs: dict[tuple[str, str], list[int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(len(self)))]
+        i = int(i)
+        n = len(self.meta)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"chunk {i} out of range (0..{n - 1})")
+        return self._get(i)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for i in range(len(self.meta)):  # a whole pass: decoded, not cached
+            yield self._decode(i)
+
+    def _decode(self, i: int) -> Chunk:
+        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
+        # orjson: a query decodes a few hundred chunks, at a third of json's cost.
+        return Chunk(**orjson.loads(os.pread(self._fd, end - start, start)))
+
+    def lang(self, i: int) -> str:
+        """Language of chunk ``i`` without decoding it."""
+        return self.lang_codes[self._langs[i]]
+
+    def ordinal(self, i: int) -> int:
+        """Position of chunk ``i`` in its page without decoding it."""
+        return int(self.meta["ordinal"][i])
+
+    def lang_share(self) -> dict[str, float]:
+        """Share of the chunks in each language ("zh" and "en" always present)."""
+        n = len(self.meta) or 1
+        counts = np.bincount(self._langs, minlength=len(self.lang_codes))
+        share = {"zh": 0.0, "en": 0.0}
+        share.update({code: float(counts[k]) / n for k, code in enumerate(self.lang_codes)})
+        return share
+
+    def doc_span(self, doc_id: str) -> range:
+        """Indexes of the chunks of one page (KeyError for a page not in the index)."""
+        if self._doc_number is None:
+            self._doc_number = {d: k for k, d in enumerate(self.doc_ids)}
+        k = self._doc_number[doc_id]
+        return range(self._starts[k], self._starts[k + 1])
+
+    def page_rows(self, page: str, lang: str) -> list[int]:
+        """Indexes of the chunks of every page with this key and language, in index order.
+
+        The key is ``retrieve.chunk_page``: the same page of the English and
+        the Chinese docs shares it.
+        """
+        if self._page_docs is None:
+            by_page: dict[tuple[str, str], list[int]] = {}
+            for k, key in enumerate(zip(self._pages, self._doc_langs)):
+                by_page.setdefault(key, []).append(k)
+            self._page_docs = by_page
+        rows: list[int] = []
+        for k in self._page_docs.get((page, lang), ()):
+            rows.extend(range(self._starts[k], self._starts[k + 1]))
+        return rows
+
+
+class ChunkLinks(Mapping):
+    """chunk index -> the same passage in the other language, read from chunks-meta.npy."""
+
+    def __init__(self, link: np.ndarray):
+        self._link = link
+        self._len: int | None = None
+
+    def get(self, i, default=None):
+        if not isinstance(i, (int, np.integer)) or not 0 <= i < len(self._link):
+            return default
+        j = int(self._link[i])
+        return j if j >= 0 else default
+
+    def __getitem__(self, i) -> int:
+        j = self.get(i)
+        if j is None:
+            raise KeyError(i)
+        return j
+
+    def __contains__(self, i) -> bool:
+        return self.get(i) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(np.asarray(self._link) >= 0).tolist())
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = int(np.count_nonzero(np.asarray(self._link) >= 0))
+        return self._len
+
+
+# --- the dense index ----------------------------------------------------------
+
+
+def dense_kind(n: int, cfg: Config) -> str:
+    """Exact search while it is cheap enough; IVF with 8-bit codes above the threshold."""
+    return "flat" if n <= cfg.exact_search_max_vectors else "ivf-sq8"
+
+
+class RefinedIVF:
+    """IVF with 8-bit codes whose candidates are re-ranked on the exact vectors.
+
+    The IVF part (``dense-<enc>.faiss``, a quarter of the floats' size) is
+    memory-mapped and shared by the workers; the exact float vectors
+    (``dense-<enc>-vectors.npy``) are read per query, only the few hundred
+    rows to re-rank, with ``pread`` (mapping them would map whole 2 MB folios
+    per row touched, see ChunkStore). Searches like a FAISS index: ``search``
+    returns exact inner products of the best ``k``.
+    """
+
+    def __init__(self, ivf, vectors: np.ndarray | Path, k_factor: int):
+        self.ivf = ivf
+        self.k_factor = int(k_factor)
+        self.ntotal, self.d = int(ivf.ntotal), int(ivf.d)
+        self._mem: np.ndarray | None = None
+        self.path: Path | None = None
+        if isinstance(vectors, np.ndarray):
+            self._mem = np.ascontiguousarray(vectors, dtype=np.float32)
+        else:
+            self.path = Path(vectors)
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._fd = fd
+            self._closer = weakref.finalize(self, os.close, fd)
+            with open(self.path, "rb") as fh:  # the .npy header: shape, dtype, data offset
+                fmt = np.lib.format
+                version = fmt.read_magic(fh)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f"{self.path.name}: unknown .npy version {version}")
+                read = fmt.read_array_header_1_0 if version == (1, 0) else \
+                    fmt.read_array_header_2_0
+                shape, fortran, dtype = read(fh)
+                self._offset = fh.tell()
+            if (tuple(shape) != (self.ntotal, self.d) or fortran
+                    or np.dtype(dtype) != np.dtype("<f4")):
+                raise ValueError(f"{self.path.name} does not hold {self.ntotal} x {self.d} "
+                                 "float32 rows")
+
+    @property
+    def nprobe(self) -> int:
+        return int(self.ivf.nprobe)
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The exact vectors of rows ``ids``."""
+        if self._mem is not None:
+            return self._mem[ids]
+        size = self.d * 4
+        out = np.empty((len(ids), self.d), dtype=np.float32)
+        for k, i in enumerate(ids):
+            out[k] = np.frombuffer(os.pread(self._fd, size, self._offset + int(i) * size),
+                                   dtype=np.float32)
+        return out
+
+    def search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        want = min(self.ntotal, max(k, k * self.k_factor))
+        _, cand = self.ivf.search(x, want)
+        scores = np.full((len(x), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(x), k), -1, dtype=np.int64)
+        for r in range(len(x)):
+            c = cand[r][cand[r] >= 0]
+            if not len(c):
+                continue
+            exact = self.rows(c) @ x[r]
+            order = np.argsort(-exact, kind="stable")[:k]
+            scores[r, :len(order)] = exact[order]
+            ids[r, :len(order)] = c[order]
+        return scores, ids
+
+    def reconstruct_n(self, start: int, n: int) -> np.ndarray:
+        if self._mem is not None:
+            return self._mem[start:start + n].copy()
+        return np.array(np.load(self.path, mmap_mode="r")[start:start + n])
+
+
+def build_dense(vecs: np.ndarray, cfg: Config, progress: Progress | None = None,
+                queries: np.ndarray | None = None):
+    """A FAISS inner-product index of ``vecs`` and its manifest entry.
+
+    Up to ``exact_search_max_vectors``: ``IndexFlatIP``, exact. Above it, a
+    flat scan of every vector per query grows past the latency budget (about
+    200 ms at 1M x 512 on two cores, benchmarks/scale.py), and 2 GB of float
+    vectors per worker past the memory budget. There: IVF (2·√N lists) with
+    8-bit scalar codes (a quarter of the floats), the candidates re-ranked on
+    the exact vectors (``RefinedIVF``), so a query touches a few lists and a
+    few hundred vectors. The number of lists probed is the smallest that
+    reaches ``ivf_min_recall`` recall@10 against exact search for ``queries``,
+    which should look like questions (the build passes headings encoded as
+    queries and the off-topic probes); the recall measured is kept in the
+    manifest. Without them the index's own vectors are the queries, which
+    overstates recall: a vector always lies in the list it was filed under.
+    """
+    import faiss
+
+    progress = progress or Progress()
+    vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+    n, dim = vecs.shape
+    if dense_kind(n, cfg) == "flat":
+        index = faiss.IndexFlatIP(dim)
+        index.add(vecs)
+        return index, {"type": "flat"}
+    t = time.perf_counter()
+    nlist = max(1, min(cfg.ivf_lists or int(2 * math.sqrt(n)), n // 39))  # >= 39 points a list
+    rng = np.random.default_rng(0)  # same vectors, same index: incremental == full
+    train = vecs if n <= 64 * nlist else vecs[np.sort(rng.choice(n, 64 * nlist, replace=False))]
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
+                                        faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.niter = 10  # k-means iterations: more cost minutes at 1M and gain no recall here
+    ivf.train(train)
+    trained = time.perf_counter() - t
+    progress.stage("dense index", n, "vector")
+    for s in range(0, n, 65536):
+        ivf.add(vecs[s:s + 65536])
+        progress.advance(min(65536, n - s))
+    progress.end()
+    index = RefinedIVF(ivf, vecs, cfg.ivf_refine_factor)
+    if queries is None or not len(queries):
+        queries = vecs[rng.choice(n, min(n, 500), replace=False)]
+    sample = np.ascontiguousarray(queries, dtype=np.float32)
+    _, truth = faiss.knn(sample, vecs, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    nprobe, recall = nlist, 0.0
+    for p in (4, 8, 16, 32, 64, 128, 256, 512):
+        if p >= nlist:
+            break
+        ivf.nprobe = p
+        _, got = index.search(sample, 10)
+        recall = _recall(got, truth)
+        if recall >= cfg.ivf_min_recall:
+            nprobe = p
+            break
+    if nprobe == nlist:  # no cheaper setting reached the target: probe every list
+        ivf.nprobe = nlist
+        _, got = index.search(sample, 10)
+        recall = _recall(got, truth)
+    return index, {"type": "ivf-sq8", "nlist": int(nlist), "nprobe": int(nprobe),
+                   "refine": "exact", "k_factor": int(cfg.ivf_refine_factor),
+                   "train_vectors": int(len(train)), "train_seconds": round(trained, 1),
+                   "recall@10": round(float(recall), 4), "recall_queries": int(len(sample))}
+
+
+def write_dense(index, info: dict, folder: Path, encoder: str) -> str:
+    """Write a dense index from ``build_dense`` into ``folder``; returns its file name."""
+    import faiss
+
+    fname = f"dense-{slug(encoder)}.faiss"
+    if isinstance(index, RefinedIVF):
+        faiss.write_index(index.ivf, str(folder / fname))
+        info["vectors"] = f"dense-{slug(encoder)}-vectors.npy"
+        np.save(folder / info["vectors"], index.reconstruct_n(0, index.ntotal)
+                if index._mem is None else index._mem)
+    else:
+        faiss.write_index(index, str(folder / fname))
+    return fname
+
+
+def _tuning_queries(cfg: Config, encoder: str, chunks: Sequence[Chunk],
+                    probes: np.ndarray | None, n: int = 300) -> np.ndarray:
+    """Question-like vectors to tune an approximate index on: headings asked as queries.
+
+    A sample of the index's page titles and section headings, encoded the way
+    questions are (short, query mode), plus the off-topic probes when given.
+    """
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(chunks), min(len(chunks), 4 * n), replace=False)
+    texts: list[str] = []
+    for i in rows:
+        c = chunks[int(i)]
+        text = f"{c.title} {c.heading.split(' > ')[-1]}".strip() if c.heading else c.title
+        if text and text not in texts:
+            texts.append(text)
+        if len(texts) >= n:
+            break
+    vecs = _embedder(encoder, cfg).encode(texts, query=True) if texts else np.zeros((0, 0))
+    parts = [np.asarray(vecs, dtype=np.float32)] if len(texts) else []
+    if probes is not None and len(probes):
+        parts.append(np.asarray(probes, dtype=np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def _recall(got: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of the exact top-k found by the approximate search."""
+    return float(np.mean([len(set(g[g >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum())
+                          for g, t in zip(got, truth)]))
+
+
+def read_dense(path: Path, info: dict | None = None):
+    """Open a dense index memory-mapped (workers share its pages) with its search settings."""
+    import faiss
+
+    flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
+    index = faiss.read_index(str(path), flags)
+    if info and info.get("type") == "ivf-sq8":
+        index.nprobe = int(info["nprobe"])
+        return RefinedIVF(index, Path(path).parent / info["vectors"], info["k_factor"])
+    return index
+
+
+def exact_vectors(index) -> np.ndarray:
+    """The float vectors of a dense index (flat, or the exact rows of a RefinedIVF)."""
+    return index.reconstruct_n(0, index.ntotal)
+
+
 def current_version(root: Path) -> Path:
     root = Path(root)
     marker = root / "CURRENT"
@@ -897,16 +1356,22 @@ def current_version(root: Path) -> Path:
 class LoadedIndex:
     path: Path
     manifest: dict
-    chunks: list[Chunk]
-    dense: dict  # encoder name -> faiss index
+    chunks: Sequence[Chunk]  # a ChunkStore when loaded: memory-mapped, decoded on access
+    dense: dict  # encoder name -> faiss index (memory-mapped)
     bm25: object
     bm25_title: object
     lexicon: dict  # domain word -> keyness, see segment.domain_terms
     glossary: dict  # {"zh2en": {...}, "en2zh": {...}}
-    links: dict  # chunk index -> chunk index of the same passage in the other language
+    # chunk index -> chunk index of the same passage in the other language
+    links: Mapping[int, int]
     lang_share: dict = field(default_factory=dict)  # "zh"/"en" -> share of the chunks
 
     def __post_init__(self) -> None:
+        if self.lang_share:
+            return
+        if isinstance(self.chunks, ChunkStore):
+            self.lang_share.update(self.chunks.lang_share())
+            return
         n = len(self.chunks) or 1
         for lang in ("zh", "en"):
             self.lang_share[lang] = sum(c.lang == lang for c in self.chunks) / n
@@ -915,7 +1380,6 @@ class LoadedIndex:
 def load_index(root: Path, verify: bool = True) -> LoadedIndex:
     """Load the active version; every file is checked against the manifest."""
     import bm25s
-    import faiss
 
     path = current_version(root)
     try:
@@ -926,26 +1390,26 @@ def load_index(root: Path, verify: bool = True) -> LoadedIndex:
         raise IndexError_(f"index {path} has format {manifest.get('format')}, this kbqa reads "
                           f"{FORMAT}: {REPAIR}")
     if verify:
-        for rel, digest in manifest.get("checksums", {}).items():
-            f = path / rel
-            if not f.is_file() or _sha256(f) != digest:
-                raise IndexError_(f"index file {f} is missing or damaged: {REPAIR}")
+        bad = _damaged(path, {rel: digest for rel, digest in manifest.get("checksums", {}).items()
+                              if not rel.startswith("build-")})
+        if bad:
+            raise IndexError_(f"index file {path / bad} is missing or damaged: {REPAIR}")
     try:
-        chunks = []
-        with open(path / "chunks.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                chunks.append(Chunk(**json.loads(line)))
-        dense = {e["name"]: faiss.read_index(str(path / e["file"])) for e in manifest["encoders"]}
-        bm25 = bm25s.BM25.load(str(path / "bm25"))
+        # Mapped, not read: the pages are shared by every process that loads
+        # this version, and only what queries touch is ever read from disk.
+        chunks = ChunkStore(path)
+        dense = {e["name"]: read_dense(path / e["file"], e.get("index"))
+                 for e in manifest["encoders"]}
+        bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True)
         lexicon = json.loads((path / "lexicon.json").read_text(encoding="utf-8"))
         glossary = json.loads((path / "glossary.json").read_text(encoding="utf-8"))
-        titles = bm25s.BM25.load(str(path / "bm25-title"))
+        titles = bm25s.BM25.load(str(path / "bm25-title"), mmap=True)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexError_(f"index {path} cannot be read ({type(exc).__name__}): "
                           f"{REPAIR}") from None
     return LoadedIndex(path=path, manifest=manifest, chunks=chunks, dense=dense, bm25=bm25,
                        bm25_title=titles, lexicon=lexicon, glossary=glossary,
-                       links=link_languages(chunks))
+                       links=ChunkLinks(chunks.meta["link"]))
 
 
 def _section_key(c: Chunk) -> str:

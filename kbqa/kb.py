@@ -208,8 +208,9 @@ class KnowledgeBase:
             cross = tokenize(" ".join(translated)) + [t for t in qtokens if t.isascii()]
             other = "en" if question_lang(question) == "zh" else "zh"
             for name, bm in (("cross", idx.bm25), ("cross_title", idx.bm25_title)):
+                # (languages from the chunk store's array: no chunk decoded)
                 lists[name] = [(i, sc) for i, sc in lexical_search(bm, cross, cfg.candidates * 2)
-                               if idx.chunks[i].lang == other][: cfg.candidates]
+                               if idx.chunks.lang(i) == other][: cfg.candidates]
             # Each side counts as much as the index is in its language: all of
             # the cross side for an English-only index, full weight for the
             # question's own words from half of the index up.
@@ -223,7 +224,7 @@ class KnowledgeBase:
             weights["title"] = cfg.title_weight * same_share
             if is_definition(question):
                 # "What is X": the opening of X's own page is the answer.
-                lists["lead"] = [(i, s) for i, s in lists["title"] if idx.chunks[i].ordinal == 0]
+                lists["lead"] = [(i, s) for i, s in lists["title"] if idx.chunks.ordinal(i) == 0]
                 weights["lead"] = cfg.title_weight * same_share
 
     def passage(self, hit: Hit) -> dict:
@@ -408,14 +409,11 @@ class KnowledgeBase:
         if twin is not None and idx.chunks[twin].lang == lang:
             return Hit(twin, hit.score)
         # Translated docs keep the English heading ids: same page, same anchor.
-        cache = getattr(self, "_sections", None)
-        if cache is None or cache[0] is not idx:
-            sections: dict[tuple, int] = {}
-            for i, c in enumerate(idx.chunks):
-                sections.setdefault((chunk_page(c), c.anchor, c.lang), i)
-            cache = self._sections = (idx, sections)
+        # (Looked up in the page's own chunks: a map over every chunk costs
+        # seconds and hundreds of MB per worker at a million chunks.)
         c = idx.chunks[hit.index]
-        twin = cache[1].get((chunk_page(c), c.anchor, lang))
+        twin = next((i for i in idx.chunks.page_rows(chunk_page(c), lang)
+                     if idx.chunks[i].anchor == c.anchor), None)
         if twin is None:
             twin = self._same_heading_twin(c, lang)
         return Hit(twin, hit.score) if twin is not None else hit
@@ -427,16 +425,16 @@ class KnowledgeBase:
         the same number of sections, the k-th section matches the k-th.
         """
         idx = self.index
-        cache = getattr(self, "_outlines", None)
-        if cache is None or cache[0] is not idx:
-            outlines: dict[tuple, list[int]] = {}
-            for i, c in enumerate(idx.chunks):
-                heads = outlines.setdefault((chunk_page(c), c.lang), [])
-                if not heads or idx.chunks[heads[-1]].heading != c.heading:
+
+        def outline(page: str, lang: str) -> list[int]:
+            heads: list[int] = []
+            for i in idx.chunks.page_rows(page, lang):
+                if not heads or idx.chunks[heads[-1]].heading != idx.chunks[i].heading:
                     heads.append(i)
-            cache = self._outlines = (idx, outlines)
-        mine = cache[1].get((chunk_page(chunk), chunk.lang), [])
-        theirs = cache[1].get((chunk_page(chunk), lang), [])
+            return heads
+
+        mine = outline(chunk_page(chunk), chunk.lang)
+        theirs = outline(chunk_page(chunk), lang)
         if not theirs or len(mine) != len(theirs):
             return None
         # The section this chunk belongs to (a long section is split in chunks).
@@ -450,16 +448,7 @@ class KnowledgeBase:
 
     def _doc_span(self, chunk: Chunk) -> range:
         """Indexes of the chunks of chunk's page (a page's chunks are stored together)."""
-        idx = self.index
-        cache = getattr(self, "_spans", None)
-        if cache is None or cache[0] is not idx:
-            spans: dict[str, list[int]] = {}
-            for i, c in enumerate(idx.chunks):
-                span = spans.setdefault(c.doc_id, [i, i])
-                span[1] = i
-            cache = self._spans = (idx, spans)
-        start, end = cache[1][chunk.doc_id]
-        return range(start, end + 1)
+        return self.index.chunks.doc_span(chunk.doc_id)  # from the page table, not a scan
 
     def _opening(self, chunk: Chunk) -> Chunk | None:
         """The first chunk of chunk's page: where a page says what its subject is."""
