@@ -50,44 +50,38 @@ def dense_search(idx: LoadedIndex, encoder: str, qvec: np.ndarray, n: int) -> li
 
 
 def lexical_search(bm25, tokens: list[str], n: int) -> list[tuple[int, float]]:
-    """The ``n`` best chunks by BM25 (bm25s index), best first; equal scores in index order.
+    """The ``n`` best chunks by BM25 (a bm25s index), best first; equal scores in index order.
 
-    Works on the postings of the query's tokens only: their scores are summed
-    into the score array, and the best are chosen among the chunks that have
-    postings, never by sorting or partitioning the whole array (at a million
-    chunks that was most of a query's time; benchmarks/scale.py).
+    Sums the postings of the query's tokens straight from the (memory-mapped)
+    score matrix, then finds the n-th best score with a partition of the
+    values (no index sort over every chunk): at a million chunks, three times
+    faster than bm25s's own scoring plus ``argpartition`` (benchmarks/scale.py),
+    and equal scores are taken in index order even at the cut-off.
     """
     ids = bm25.get_tokens_ids(tokens)
     if not ids:
         return []
-    repeats = 1  # how often one chunk can appear in docs
-    if getattr(bm25, "nonoccurrence_array", None) is not None:  # BM25L/BM25+: every chunk scores
-        scores = bm25.get_scores_from_ids(ids)
-        docs = np.flatnonzero(scores)
+    if getattr(bm25, "nonoccurrence_array", None) is not None:  # BM25L/BM25+ add a base score
+        scores = np.asarray(bm25.get_scores_from_ids(ids))
     else:
         sc = bm25.scores
         indptr, indices, data = sc["indptr"], sc["indices"], sc["data"]
-        tok = np.asarray(ids, dtype=np.int64)
-        spans = [(int(a), int(b)) for a, b in zip(indptr[tok], indptr[tok + 1]) if b > a]
-        if not spans:
-            return []
-        docs = np.concatenate([indices[a:b] for a, b in spans])
         scores = np.zeros(sc["num_docs"], dtype=np.dtype(bm25.dtype))
-        for a, b in spans:  # a token's postings hold each chunk once: plain fancy add
-            scores[indices[a:b]] += data[a:b]
-        repeats = len(spans)
-    if not len(docs):
-        return []
-    # A chunk appears in docs once per query token it holds, so the best
-    # n * repeats entries hold at least n distinct chunks: every chunk scoring
-    # at least the smallest of them is a candidate.
-    cand = scores[docs]
-    m = min(len(cand), n * repeats)
-    kth = np.partition(cand, len(cand) - m)[len(cand) - m]
-    top = np.unique(docs[cand >= kth])  # index order
+        tok = np.asarray(ids, dtype=np.int64)
+        for a, b in zip(indptr[tok].tolist(), indptr[tok + 1].tolist()):
+            if b > a:
+                np.add.at(scores, indices[a:b], data[a:b])
+    top = np.flatnonzero(scores > 0)  # in index order
+    if len(top) > n:
+        # (Partitioning only the chunks that scored: most chunks score 0, and
+        # a partition of many equal values is slow.)
+        got = scores[top]
+        kth = np.partition(got, len(got) - n)[len(got) - n]
+        above = top[got > kth]
+        top = np.concatenate([above, top[got == kth][: n - len(above)]])
     # stable sort: equal scores keep index order, i.e. a page's lead chunk first
-    top = top[np.argsort(-scores[top], kind="stable")][:n]
-    return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(i), float(scores[i])) for i in top]
 
 
 def rrf(ranked_lists: dict[str, list[tuple[int, float]]], weights: dict[str, float],
