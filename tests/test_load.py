@@ -133,6 +133,10 @@ def served(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("kbqa serve did not start")
+    # The first worker can answer before gunicorn has forked the second one.
+    while time.time() < deadline and len(_workers(proc.pid)) < 2:
+        time.sleep(0.2)
+    assert len(_workers(proc.pid)) == 2, "gunicorn did not start two workers"
     yield {"port": port, "proc": proc, "src": src, "index_dir": index_dir}
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
