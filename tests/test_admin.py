@@ -27,7 +27,13 @@ def setup(tmp_path_factory):
     cfg = make_config(index_dir=tmp / "idx", sources=(src,), admin_token=TOKEN)
     KnowledgeBase(cfg).build()
     kb = KnowledgeBase(cfg)
-    return {"src": src, "cfg": cfg, "kb": kb, "client": create_app(cfg, kb=kb).test_client()}
+    # The apps standing for other workers are made now, before any re-index
+    # thread runs: CPython 3.11.7 can fail compile() ("AST constructor
+    # recursion depth mismatch", fixed in 3.11.8) when another thread compiles
+    # at the same moment, and Flask compiles its URL rules in create_app.
+    others = [create_app(cfg, kb=KnowledgeBase(cfg)).test_client() for _ in range(2)]
+    return {"src": src, "cfg": cfg, "kb": kb, "client": create_app(cfg, kb=kb).test_client(),
+            "others": others}
 
 
 def _auth(token: str = TOKEN) -> dict:
@@ -141,7 +147,7 @@ def test_reindex_while_another_build_holds_the_lock_is_a_409(setup):
 def test_status_is_shared_by_worker_processes(setup):
     """`kbqa serve` forks workers: a GET on another worker sees the same job."""
     cfg = setup["cfg"]
-    other = create_app(cfg, kb=KnowledgeBase(cfg)).test_client()  # a second worker's app
+    other = setup["others"][0]  # a second worker's app
     mine = setup["client"].get("/api/admin/status", headers=_auth()).get_json()
     theirs = other.get("/api/admin/status", headers=_auth()).get_json()
     assert theirs["last_result"] == mine["last_result"] and theirs["state"] == mine["state"]
@@ -157,7 +163,7 @@ def test_a_job_whose_worker_died_shows_as_interrupted(setup):
     try:
         status.write_text(_json.dumps({**_json.loads(saved), "state": "running", "running": True,
                                        "pid": 999999}))
-        fresh = create_app(cfg, kb=KnowledgeBase(cfg)).test_client()
+        fresh = setup["others"][1]
         st = fresh.get("/api/admin/status", headers=_auth()).get_json()
         assert st["state"] == "failed" and not st["running"]
         assert "999999" in st["last_error"] and "interrupted" in st["last_error"]
