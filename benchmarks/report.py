@@ -132,6 +132,71 @@ def serve(data: dict) -> str:
     return "\n".join(lines)
 
 
+def scale(data: dict) -> str:
+    """benchmarks/scale.py: one column per index size, one row per measurement."""
+    rows = data["sizes"]
+
+    def dense(r: dict) -> str:
+        i = r["dense"]["index"]
+        return "exact (flat)" if i["type"] == "flat" else \
+            f"IVF {i['nlist']} lists, SQ8, {i['nprobe']} probed, exact re-rank"
+
+    def lat(r: dict, key: str) -> str:
+        v = r["process"]["latency_ms"][key]
+        return f"{v['p50_ms']:.1f} / {v['p95_ms']:.1f} / {v['p99_ms']:.1f}"
+
+    def workers(r: dict) -> str:
+        return "<br>".join(f"{w['rss']:.0f} / {w['pss']:.0f} / {w['anonymous']:.0f}"
+                           for w in r["serve"]["workers_mib"])
+
+    def stages(r: dict) -> str:
+        st = r["process"]["stages_p50_ms"]
+        pick = [next((v for k, v in st.items() if k.startswith(p)), None)
+                for p in ("embed", "dense", "lexical", "fuse")]
+        return " / ".join(_f(v, 1) for v in pick)
+
+    def built(r: dict) -> str:
+        w = r["build"]["write_seconds"]
+        return "(real build)" if w is None else f"{w:.0f}"
+
+    def mem(r: dict) -> str:
+        a, b = r["process"]["memory_loaded_mib"], r["process"]["memory_after_queries_mib"]
+        return f"{a['rss']:.0f} → {b['rss']:.0f} ({b['anonymous']:.0f})"
+
+    table = [
+        ("dense index", dense),
+        ("write the index, s (copies: no parsing or embedding)", built),
+        ("index files, MiB", lambda r: f"{r['files_mib']['total']:,.0f}"),
+        ("dense recall@10 vs exact: dev questions / random chunks",
+         lambda r: f"{r['dense']['recall@10 dev questions']:.3f} / "
+                   f"{r['dense']['recall@10 random chunks']:.3f}"),
+        ("dense search, ms per query: exact scan / this index",
+         lambda r: f"{r['dense']['exact ms/query p50']:.1f} / {r['dense']['index ms/query p50']:.1f}"),
+        ("load the index, s: cold / files in page cache",
+         lambda r: f"{r['process']['load_index_s']:.2f} / {r['process']['load_index_cached_s']:.2f}"),
+        ("process start to first answer, s",
+         lambda r: f"{r['process']['process_start_to_first_answer_s']:.1f}"),
+        ("one process RSS, MiB: loaded → after 308 searches and answers (anonymous)", mem),
+        ("`search` p50 / p95 / p99 ms", lambda r: lat(r, "search")),
+        ("`ask` p50 / p95 / p99 ms", lambda r: lat(r, "ask")),
+        ("stages p50 ms: embed / dense / lexical / fuse", stages),
+        ("page recall@5, dev questions: original page / original or a copy",
+         lambda r: f"{r['process']['page_recall@5']:.3f} / "
+                   f"{r['process']['page_recall@5_copies_count']:.3f}"),
+        ("`kbqa serve --workers 2`, each worker after 176 requests from two clients: "
+         "RSS / PSS / anonymous MiB",
+         workers),
+    ]
+    head = "| chunks | " + " | ".join(f"{r['build']['chunks']:,}" for r in rows) + " |"
+    lines = [head, "|---|" + "---|" * len(rows)]
+    for label, fn in table:
+        lines.append(f"| {label} | " + " | ".join(fn(r) for r in rows) + " |")
+    m = data["machine"]
+    lines += ["", f"Measured {data['date']} on {m['cpu']} ({m['cores']} cores, {m['mem_gib']} GiB) "
+              f"with `.venv/bin/python {data['command']}`."]
+    return "\n".join(lines)
+
+
 def machine_line(latest: dict) -> str:
     m = latest["machine"]
     return (f"Measured {latest['date']} on {m['cpu']} ({m['cores']} cores, {m['mem_gib']} GiB, "
@@ -147,6 +212,9 @@ def tables() -> dict[str, str]:
     serve_file = RESULTS / "serve.json"
     if serve_file.exists():
         extra["serve"] = serve(json.loads(serve_file.read_text()))
+    scale_file = RESULTS / "scale.json"
+    if scale_file.exists():
+        extra["scale"] = scale(json.loads(scale_file.read_text()))
     return {**extra, "machine": machine_line(latest), "quality": quality(latest, peer),
             "answers": answers(latest), "cross": cross(latest, peer), "builds": builds(latest),
             "latency": latency(latest, peer)}

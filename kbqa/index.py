@@ -14,7 +14,8 @@ Layout of ``index/``::
                           first chunk
         dense-<enc>.faiss FAISS inner-product index of normalised vectors: exact
                           (flat) up to ``exact_search_max_vectors``, else IVF
-                          with 8-bit codes re-ranked on the exact vectors
+                          with 8-bit codes, re-ranked on
+        dense-<enc>-vectors.npy  the exact vectors (IVF indexes only)
         bm25/, bm25-title/ bm25s indexes (JSON + .npy, no pickle)
         lexicon.json, glossary.json
         build-chunks.jsonl per chunk: BM25 tokens, title tokens, word counts
@@ -34,10 +35,11 @@ from the previous version, and the whole-index parts (BM25, lexicon, glossary,
 abstention) are always recomputed from them in the same order. An incremental
 build therefore produces the index a full build would.
 
-A server maps the big files instead of reading them: the chunk store and the
-FAISS index are memory-mapped, so the workers of ``kbqa serve`` share one copy
-of them in the page cache, and loading a million-chunk index does not decode a
-million chunks (see ``ChunkStore`` and benchmarks/scale.py).
+A server never reads the big files into its own memory: the FAISS index and
+the BM25 matrices are memory-mapped, chunks and exact vectors are read a row
+at a time (``pread``), so the workers of ``kbqa serve`` share one copy of them
+in the page cache, and loading a million-chunk index decodes no chunk (see
+``ChunkStore``, ``RefinedIVF`` and benchmarks/scale.py).
 """
 
 from __future__ import annotations
