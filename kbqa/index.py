@@ -70,7 +70,7 @@ from kbqa import __version__
 from kbqa.config import Config
 from kbqa.embed import canonical_name, get_embedder, slug
 from kbqa.ingest import GlossaryResolver, IngestError, Skipped, list_files, parse_page
-from kbqa.segment import Chunk, chunk_document, tokenize, words
+from kbqa.segment import Chunk, chunk_document, tokenize, tokens_from_words, words
 
 log = logging.getLogger(__name__)
 FORMAT = 4  # 2: lexicon.json, glossary.json, bm25-title/; 3: abstention in manifest;
@@ -621,11 +621,15 @@ def _build_locked(cfg: Config, root: Path, sources: list[Path], names: list[str]
     for i, o in enumerate(origin):
         cache.append(prev.cache[o] if o >= 0 else {})
     progress.stage("tokenize", len(fresh), "chunk")
+    headings: dict[str, list[str]] = {}  # the chunks of a section share theirs
     for i in fresh:
         c = chunks[i]
-        text = c.embed_text()
-        cache[i] = {"t": tokenize(text), "h": tokenize(f"{c.title} {c.heading}"),
-                    "w": dict(Counter(words(text)))}
+        text_words = words(c.embed_text())
+        heading = f"{c.title} {c.heading}"
+        if heading not in headings:
+            headings[heading] = tokenize(heading)
+        cache[i] = {"t": tokens_from_words(text_words), "h": headings[heading],
+                    "w": dict(Counter(text_words))}
         progress.advance()
     progress.end()
     report.chunks, report.files = len(chunks), sum(1 for r in docs_out.values()

@@ -101,6 +101,24 @@ class KnowledgeBase:
         # OpenMP threads started before a fork can hang the children; one
         # query vector needs none.
         faiss.omp_set_num_threads(1)
+        # The index and the encoder (sentencepiece, memory-mapped weights) load
+        # mostly outside the GIL, so they overlap with jieba's dictionary, which
+        # holds it: on two cores the three together take about as long as jieba.
+        errors: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                for entry in self.index.manifest["encoders"][:1]:
+                    self.embedder(entry["name"]).load()
+            except BaseException as exc:  # noqa: BLE001 — re-raised below
+                errors.append(exc)
+
+        loader = threading.Thread(target=load, name="kbqa-warm", daemon=True)
+        loader.start()
+        tokenize("预热")
+        loader.join()
+        if errors:
+            raise errors[0]
         self.ask("What is etcd?")
         self.ask("etcd 是什么？")
 
