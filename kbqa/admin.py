@@ -25,6 +25,7 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
+from kbqa import metrics
 from kbqa.index import IndexError_, Progress, lock_holder
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,8 @@ class ReindexJob:
 
     def _run(self, kb, sources: list[Path], full: bool) -> None:
         result, error = None, None
+        started = time.monotonic()
+        metrics.reindex_started()
         try:
             result = kb.build(sources, full=full, progress=StatusProgress(self)).as_dict()
             log.info("admin re-index done: version %s", result["version"])
@@ -160,6 +163,7 @@ class ReindexJob:
         except Exception as exc:  # the status must say it failed, whatever the reason
             log.exception("admin re-index failed")
             error = f"{type(exc).__name__}: {exc}"
+        metrics.reindex_finished(error is None, time.monotonic() - started)
         with self.lock:
             self.running = False
             self._state.update(state="failed" if error else "done", running=False,

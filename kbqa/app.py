@@ -9,6 +9,7 @@ from flask import (Blueprint, Flask, Response, abort, current_app, jsonify, requ
                    send_from_directory, stream_with_context)
 from werkzeug.exceptions import HTTPException
 
+from kbqa import metrics
 from kbqa.admin import admin
 from kbqa.config import Config
 from kbqa.index import IndexError_
@@ -53,10 +54,11 @@ def query():
     if failure is not None:
         return failure
     try:
-        return jsonify(_kb().ask(body["question"], body.get("top_k"),
-                                 history=body.get("history")))
+        answer = _kb().ask(body["question"], body.get("top_k"), history=body.get("history"))
     except QueryError as exc:
         return _query_error(exc)
+    metrics.answered(answer)
+    return jsonify(answer)
 
 
 @api.post("/query/stream")
@@ -77,6 +79,8 @@ def query_stream():
 
     def generate():
         for event, data in events:
+            if event == "done":
+                metrics.answered(data)
             yield f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
     return Response(stream_with_context(generate()), mimetype="text/event-stream",
@@ -158,6 +162,8 @@ def create_app(config: Config | None = None, kb: KnowledgeBase | None = None) ->
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.ensure_ascii = False
     app.extensions["kbqa"] = kb or KnowledgeBase(config)
+    # First: its timer starts before any other before_request function runs.
+    metrics.init_app(app)
     app.register_blueprint(api)
     app.register_blueprint(pages)
     # Admin API (off without KBQA_ADMIN_TOKEN); also pins one index version per request.

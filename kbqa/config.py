@@ -98,6 +98,9 @@ class Config:
     # Readers' 👍/👎 feedback (SQLite). Kept out of index/: a rebuild or
     # `make clean` must never delete what people said.
     feedback_db: Path = field(default_factory=lambda: Path("var/feedback.sqlite3"))
+    # GET /metrics (Prometheus text format). Off: the path is a 404 and requests
+    # are not counted.
+    metrics_enabled: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> "Config":
@@ -124,6 +127,13 @@ def _coerce(f: dataclasses.Field, raw: str) -> Any:
         if "tuple" in kind:
             items = [p.strip() for p in raw.split(",") if p.strip()]
             return tuple(Path(p) for p in items) if "Path" in kind else tuple(items)
+        if kind == "bool":
+            word = raw.strip().lower()
+            if word in ("1", "true", "yes", "on"):
+                return True
+            if word in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
         if kind == "int":
             return int(raw)
         if kind in ("float", "float | None"):

@@ -314,7 +314,7 @@ def build_document(cfg: Config) -> dict[str, Any]:
         {"name": "source", "in": "path", "required": True, "schema": {"type": "string"},
          "description": "The passage's `source`; may contain `/` (e.g. `en/etcd.md`)."},
     ]
-    return {
+    doc = {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "kbqa API",
@@ -477,6 +477,27 @@ def build_document(cfg: Config) -> dict[str, Any]:
                 "description": "The admin token the server was started with."}},
         },
     }
+    if getattr(cfg, "metrics_enabled", True):
+        doc["paths"]["/metrics"] = {"get": {
+            "tags": ["meta"], "operationId": "metrics",
+            "summary": "Prometheus metrics (text exposition format 0.0.4)",
+            "description": (
+                "Requests and latency by endpoint and status (`kbqa_http_requests_total`, "
+                "`kbqa_http_request_duration_seconds`), answers found or not "
+                "(`kbqa_answers_total`), rate-limited requests (`kbqa_rate_limited_total`), "
+                "admin re-indexes (`kbqa_reindex_total{result}`, "
+                "`kbqa_reindex_last_completion_timestamp_seconds`, ...) and the served "
+                "index (`kbqa_index_info{version}`, `kbqa_index_chunks`, "
+                "`kbqa_index_documents`, `kbqa_index_vectors`, `kbqa_index_size_bytes`). "
+                "Under `kbqa serve` the figures are the sum over all worker processes. "
+                "Not rate limited; `KBQA_METRICS_ENABLED=false` turns it off (404)."),
+            "responses": {"200": {"description": "Metrics in the Prometheus text format.",
+                                  "content": {"text/plain": {
+                                      "schema": {"type": "string"},
+                                      "example": "kbqa_http_requests_total{endpoint=\"api.query\","
+                                                 "status=\"200\"} 42.0\n"}}}},
+        }}
+    return doc
 
 
 def document_for(app) -> dict[str, Any]:

@@ -70,13 +70,14 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subproce
 
 @pytest.fixture(scope="session")
 def server(corpus_index):
-    """A real `kbqa serve` process on a free localhost port."""
+    """A real `kbqa serve` process (gunicorn, 2 workers) on a free localhost port."""
     import requests
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
     proc = subprocess.Popen([sys.executable, "-m", "kbqa.cli", "serve", "--port", str(port),
-                             "--index-dir", str(corpus_index)], cwd=ROOT, env=env,
+                             "--index-dir", str(corpus_index), "--workers", "2"],
+                            cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
