@@ -14,7 +14,9 @@ a stale or unreadable entry is simply rebuilt. Where no folder is writable
 (a read-only container) the cache is skipped and the slow path is taken.
 
 Location: ``KBQA_CACHE_DIR``, else ``$XDG_CACHE_HOME/kbqa``, else
-``~/.cache/kbqa``, else a folder in the system temp directory.
+``~/.cache/kbqa``, else a folder in the system temp directory. A container
+image fills it at build time (``python -m kbqa.cache``) and sets
+``KBQA_CACHE_DIR`` to it, so a pod with a read-only root starts fast too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+# Read here, not a Config field: the tokenizer and the encoder load before any
+# configuration exists (and in processes that never make one).
+ENV = "KBQA_CACHE_DIR"
 
 _checked: dict[str, Path | None] = {}
 
@@ -39,20 +45,25 @@ def _writable(path: Path) -> bool:
 
 
 def cache_dir() -> Path | None:
-    """The first usable cache folder, or None when nothing can be written."""
-    env = os.environ.get("KBQA_CACHE_DIR", "")
+    """The cache folder, or None when there is none to use.
+
+    ``KBQA_CACHE_DIR`` is used as given, even read-only: an image can ship a
+    cache built at image-build time. The default places must be writable.
+    """
+    env = os.environ.get(ENV, "")
     if env in _checked:
         return _checked[env]
-    candidates: list[Path] = []
     if env:
-        candidates.append(Path(env))
+        path = Path(env)
+        found = path if path.is_dir() or _writable(path) else None
     else:
+        candidates: list[Path] = []
         xdg = os.environ.get("XDG_CACHE_HOME")
         if xdg:
             candidates.append(Path(xdg) / "kbqa")
         candidates.append(Path.home() / ".cache" / "kbqa")
         candidates.append(Path(tempfile.gettempdir()) / f"kbqa-cache-{os.getuid()}")
-    found = next((c for c in candidates if _writable(c)), None)
+        found = next((c for c in candidates if _writable(c)), None)
     _checked[env] = found
     return found
 
@@ -100,10 +111,14 @@ def store(name: str, digest: str, write) -> Path | None:
     if root is None:
         return None
     final = root / f"{name}-{digest}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    except OSError:  # a read-only cache: use it, do not add to it
+        return None
     try:
         write(tmp)
         (tmp / "COMPLETE").write_bytes(b"")
+        tmp.chmod(0o755)  # mkdtemp's 0700 would hide it from other users (an image's)
         # Older entries of the same name are dropped (a package upgrade).
         for old in root.glob(f"{name}-*"):
             if old != final:
@@ -116,3 +131,22 @@ def store(name: str, digest: str, write) -> Path | None:
     except Exception:  # noqa: BLE001 — a cache must never break the caller
         shutil.rmtree(tmp, ignore_errors=True)
         return None
+
+
+def fill() -> list[Path]:
+    """Create every entry now (``python -m kbqa.cache``, e.g. in an image build)."""
+    from kbqa import segment
+    from kbqa.embed import USEEmbedder
+
+    segment.tokenize("预热")
+    USEEmbedder().load()
+    root = cache_dir()
+    return sorted(p for p in root.iterdir() if (p / "COMPLETE").exists()) if root else []
+
+
+if __name__ == "__main__":
+    entries = fill()
+    if not entries:
+        raise SystemExit("kbqa cache: no writable cache folder; set KBQA_CACHE_DIR to one")
+    for path in entries:
+        print(path)

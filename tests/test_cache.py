@@ -153,3 +153,28 @@ def test_cache_key_changes_with_what_it_derives_from(tmp_path):
     assert k1 != cache.key("0.43.0", cache.file_stamp(f), ["etcd"])
     f.write_text("ab")
     assert k1 != cache.key("0.42.1", cache.file_stamp(f), ["etcd"])
+
+
+def test_read_only_cache_made_at_image_build_is_used(tmp_path, ref):
+    """An image fills the cache (python -m kbqa.cache) and pods read it from a read-only root."""
+    from test_faults import needs_mount
+
+    if needs_mount.args[0]:
+        pytest.skip(needs_mount.kwargs["reason"])
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mnt)], check=True)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KBQA_")}
+        env["KBQA_CACHE_DIR"] = str(mnt)
+        filled = subprocess.run([sys.executable, "-m", "kbqa.cache"], capture_output=True,
+                                text=True, env=env, cwd=ROOT, timeout=120)
+        assert filled.returncode == 0, filled.stderr
+        assert len(filled.stdout.split()) == 2
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        got = probe(mnt)
+        assert got["mapped"]
+        assert (got["freq"], got["total"]) == (ref["freq"], ref["total"])
+        np.testing.assert_allclose(np.array(got["vec"]), ref["vec"], atol=1e-6)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
