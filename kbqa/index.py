@@ -70,7 +70,8 @@ from kbqa import __version__
 from kbqa.config import Config
 from kbqa.embed import canonical_name, get_embedder, slug
 from kbqa.ingest import GlossaryResolver, IngestError, Skipped, list_files, parse_page
-from kbqa.segment import Chunk, chunk_document, tokenize, tokens_from_words, words
+from kbqa.segment import (Chunk, chunk_document, domain_terms_from_counts, tokenize,
+                           tokens_from_words, words)
 
 log = logging.getLogger(__name__)
 FORMAT = 4  # 2: lexicon.json, glossary.json, bm25-title/; 3: abstention in manifest;
@@ -738,7 +739,7 @@ def write_version(cfg: Config, root: Path, chunks: Sequence[Chunk], cache: Seque
         counts: Counter = Counter()
         for c in cache:
             counts.update(c["w"])
-        lexicon = lexicon_from_counts(counts, zipf)
+        lexicon = domain_terms_from_counts(counts, zipf)
         (tmp / "lexicon.json").write_text(json.dumps(lexicon, ensure_ascii=False), encoding="utf-8")
         report.detail["lexicon"] = time.perf_counter() - t2
         t2 = time.perf_counter()
@@ -801,36 +802,6 @@ def _same_setup(manifest: dict, cfg: Config, sources: list[Path], names: list[st
             and ab.get("min_dense") == cfg.min_dense_score
             and ab.get("tolerance") == cfg.abstention_tolerance
             and kinds <= {dense_kind(int(manifest.get("chunks", 0)), cfg)})
-
-
-def lexicon_from_counts(counts: Counter, zipf: dict[str, float], min_keyness: float = 2.0,
-                        min_count: int = 2) -> dict[str, float]:
-    """``segment.domain_terms`` from word counts kept per chunk.
-
-    Same arithmetic as domain_terms (tests/test_incremental.py holds them
-    equal), but over cached counts, and with each word's general-language
-    frequency looked up once per word ever seen: re-counting the words of
-    every chunk with jieba costs seconds, which an incremental build avoids.
-    ``zipf`` is updated in place.
-    """
-    import wordfreq
-
-    from kbqa.glossary import dictionary_terms
-
-    total = sum(counts.values()) or 1
-    out: dict[str, float] = {}
-    for word, n in counts.items():
-        if n < min_count or len(word) < 2 or word.isdigit():
-            continue
-        here = math.log10(n / total * 1e9)
-        general = zipf.get(word)
-        if general is None:
-            general = zipf[word] = wordfreq.zipf_frequency(word, "en" if word.isascii() else "zh")
-        if here - general >= min_keyness:
-            out[word] = round(here - general, 2)
-    for term in dictionary_terms():
-        out.setdefault(term, 9.0)
-    return out
 
 
 def glossary_from_votes(votes: Counter, chunks: list[Chunk]) -> dict:

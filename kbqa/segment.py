@@ -336,21 +336,34 @@ def domain_terms(texts: Iterable[str], min_keyness: float = 2.0, min_count: int 
     means a hundred times more frequent here. A question with none of these
     words and only a weak dense match is most likely not about Kubernetes.
     """
-    import math
     from collections import Counter
-
-    import wordfreq
 
     counts: Counter[str] = Counter()
     for text in texts:
         counts.update(words(text))
+    return domain_terms_from_counts(counts, {}, min_keyness, min_count)
+
+
+def domain_terms_from_counts(counts: "Counter[str]", zipf: dict[str, float],
+                             min_keyness: float = 2.0, min_count: int = 2) -> dict[str, float]:
+    """``domain_terms`` from word counts already made (a build keeps them per chunk).
+
+    ``zipf`` caches each word's general-language frequency across builds
+    (wordfreq's lookup is the slow part) and is updated in place.
+    """
+    import math
+
+    import wordfreq
+
     total = sum(counts.values()) or 1
     out: dict[str, float] = {}
     for word, n in counts.items():
         if n < min_count or len(word) < 2 or word.isdigit():
             continue
         here = math.log10(n / total * 1e9)
-        general = wordfreq.zipf_frequency(word, "en" if word.isascii() else "zh")
+        general = zipf.get(word)
+        if general is None:
+            general = zipf[word] = wordfreq.zipf_frequency(word, "en" if word.isascii() else "zh")
         if here - general >= min_keyness:
             out[word] = round(here - general, 2)
     for term in dictionary_terms():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kbqa.index import BuildLock, IndexBusy, lexicon_from_counts, load_index
+from kbqa.index import BuildLock, IndexBusy, load_index
 from kbqa.kb import KnowledgeBase
 from tests.conftest import CORPUS, ROOT, make_config, run_cli
 
@@ -123,19 +123,19 @@ def test_old_versions_are_pruned_to_the_current_and_previous_one(edited):
     assert not list(cfg.index_dir.glob(".tmp-*"))
 
 
-def test_lexicon_from_counts_equals_domain_terms(edited):
+def test_lexicon_from_cached_counts_equals_domain_terms(edited):
     """The cached-count lexicon must stay the same arithmetic as segment.domain_terms."""
     from collections import Counter
 
-    from kbqa.segment import domain_terms, words
+    from kbqa.segment import domain_terms, domain_terms_from_counts, words
 
     texts = [c.embed_text() for c in load_index(edited["cfg"].index_dir).chunks]
     counts = Counter()
     for t in texts:
         counts.update(words(t))
     zipf: dict = {}
-    assert lexicon_from_counts(counts, zipf) == domain_terms(texts)
-    assert zipf and lexicon_from_counts(counts, zipf) == domain_terms(texts)  # from the cache
+    assert domain_terms_from_counts(counts, zipf) == domain_terms(texts)
+    assert zipf and domain_terms_from_counts(counts, zipf) == domain_terms(texts)  # from the cache
 
 
 def test_chunker_change_forces_a_full_build_and_says_so(tmp_path):
