@@ -223,6 +223,15 @@ def _parse_units(text: str) -> list[Unit]:
             if body.strip():
                 out.append(Unit("code", body, len(out), group=group if in_list else -1))
             continue
+        rows = _table_rows(block.text.split("\n")) if block.kind == "table" else None
+        if rows is not None:
+            # A table of things and what they are: one item a row, so "有哪些…"
+            # answers from it as from a list (its introduction stays the intro).
+            group += 1
+            in_list = False
+            for row in rows:
+                out.append(Unit("item", row, len(out), group=group))
+            continue
         if block.kind != "para":
             in_list = False
             continue
@@ -263,6 +272,23 @@ def _parse_units(text: str) -> list[Unit]:
                     out.append(Unit("item", item, len(out), ordered=bool(number), group=group,
                                     number=int(number) if number else 0))
     return out
+
+
+def _table_rows(lines: list[str]) -> list[str] | None:
+    """The body rows of a Markdown table as "first cell: other cells", or None."""
+    if len(lines) < 3 or not all(ln.strip().startswith("|") for ln in lines):
+        return None
+    if not re.fullmatch(r"\|?(\s*:?-{2,}:?\s*\|)+\s*:?-*:?\s*\|?", lines[1].strip()):
+        return None
+    rows = []
+    for line in lines[2:]:
+        cells = [_clean(c) for c in line.strip().strip("|").split("|")]
+        cells = [c for c in cells if c]
+        if len(cells) >= 2:
+            rows.append(f"{cells[0]}: {'; '.join(cells[1:])}")
+        elif cells:
+            rows.append(cells[0])
+    return rows or None
 
 
 def _first_sentence(text: str, limit: int = 220) -> str:
@@ -589,7 +615,12 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
     prose = [u.text for _, u in _prose(list(chunks[:3]) + around)]
     cands: list[tuple[float, int, Chunk, list]] = []
     for rank, chunk in enumerate(chunks[:3]):
-        us = units(chunk.text)
+        # The whole section, not the chunk: a list or table is often cut in
+        # two by the chunker, or follows its introduction in the next chunk.
+        run = section(chunk) if section is not None else []
+        if not any(c.id == chunk.id for c in run):
+            run = [chunk]
+        us = units("\n\n".join(c.text for c in run))
         groups: dict[int, list[Unit]] = {}
         for u in us:
             if u.kind == "item":
@@ -599,7 +630,8 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
                 continue
             intro = next((u for u in reversed(us[: items[0].pos]) if u.kind in ("intro", "sent")), None)
             context = " ".join([chunk.title, chunk.heading, intro.text if intro else ""])
-            entries = [(chunk, _first_sentence(u.text), None) for u in items[:MAX_ITEMS]]
+            entries = [(_holder(u.text, run, chunk), _first_sentence(u.text), None)
+                       for u in items[:MAX_ITEMS]]
             cands.append((context, rank, chunk, [intro if intro and intro.kind == "intro" else None,
                                                  entries]))
         if siblings:
@@ -624,18 +656,45 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
             cands = on_topic
         elif any(noun & _tokset(t) for t in prose):
             return None
-    best = max(cands, key=lambda c: (scorer(c[0]) - 0.3 * c[1], -c[1]))
+    def rank_key(c):
+        return (scorer(c[0]) - 0.3 * c[1], -c[1])
+
+    best = max(cands, key=rank_key)
     if not noun and scorer(best[0]) < 0.6 * max([scorer(t) for t in prose] or [0.0]):
         return None
-    context, _, chunk, (intro, entries) = best
+    picks = [best]
+    if noun and len(noun) > 1:
+        # "优点和缺点", "advantages and drawbacks": a list for each thing asked
+        # for, in the question's order, each under its own introduction.
+        picks = []
+        for n in sorted(noun, key=lambda n: (question.lower().find(n), n)):
+            own = [c for c in cands if n in _tokset(c[0])]
+            if own:
+                pick = max(own, key=rank_key)
+                if all(pick is not p for p in picks):
+                    picks.append(pick)
+        picks = picks or [best]
     lines = []
-    if intro is not None and w.fresh(intro.text):
-        lines.append(w.sentence(intro.text, chunk))
-    for c, text, label in entries:
-        if w.fresh(text):
-            head = f"**{label.replace('*', '')}**: " if label else ""
-            lines.append(f"- {head}{w.sentence(text, c)}")
+    for context, _, chunk, (intro, entries) in picks:
+        if intro is None and len(picks) > 1:
+            label = (chunk.heading.split(" > ")[-1] or chunk.title).strip()
+            intro = Unit("intro", f"{label}{'：' if re.search(r'[一-鿿]', label) else ':'}", 0)
+        if intro is not None and w.fresh(intro.text):
+            lines.append(w.sentence(intro.text, chunk))
+        for c, text, label in entries:
+            if w.fresh(text):
+                head = f"**{label.replace('*', '')}**: " if label else ""
+                lines.append(f"- {head}{w.sentence(text, c)}")
     return lines if sum(ln.startswith("- ") for ln in lines) >= 2 else None
+
+
+def _holder(text: str, run: list[Chunk], default: Chunk) -> Chunk:
+    """The chunk of a section an item was taken from, for its citation."""
+    probe = re.sub(r"[*_`]", "", text)[:16]
+    for c in run:
+        if probe in re.sub(r"[*_`]", "", c.text):
+            return c
+    return default
 
 
 def _comparison(question: str, sides: tuple[str, str], side_chunks: list[list[Chunk]],

@@ -294,3 +294,76 @@ def _stem(text: str) -> list[str]:
 
     stemmer = _tokenizer()[1]
     return [stemmer.stemWord(w) for w in re.findall(r"[a-z0-9][a-z0-9.\-]*", text.lower())]
+
+
+# --- the names people type ----------------------------------------------------
+
+# Kubernetes API kinds as the docs and kubectl write them. Written like this in
+# a question (capitalised inside an English sentence, or in Latin letters inside
+# a Chinese one), the word names the Kubernetes object, not its everyday sense:
+# "What types of Service are there?", "Service 有哪几种类型？".
+KINDS: frozenset[str] = frozenset("""
+Pod Service Deployment ReplicaSet StatefulSet DaemonSet Job CronJob ConfigMap Secret
+Namespace Node Ingress IngressClass PersistentVolume PersistentVolumeClaim StorageClass
+ServiceAccount Role ClusterRole RoleBinding ClusterRoleBinding NetworkPolicy Endpoints
+EndpointSlice HorizontalPodAutoscaler Lease LimitRange ResourceQuota PodDisruptionBudget
+PriorityClass RuntimeClass CustomResourceDefinition Event VolumeSnapshot CSIDriver
+""".split())
+
+# kubectl's short names (`kubectl api-resources`) and the names people still
+# use for what Kubernetes renamed, as the docs call them now. Only short names
+# that are not also English words ("no", "po", "ing", "deploy" are left alone);
+# two-letter ones only in capitals, as people write them (PV, not "pv" in prose).
+SHORT_NAMES: dict[str, str] = {
+    "svc": "Service", "sts": "StatefulSet", "CM": "ConfigMap", "pvc": "PersistentVolumeClaim",
+    "hpa": "HorizontalPodAutoscaler", "netpol": "NetworkPolicy", "pdb": "PodDisruptionBudget",
+    "crd": "CustomResourceDefinition", "crds": "CustomResourceDefinitions",
+    "pvcs": "PersistentVolumeClaims", "PV": "PersistentVolume", "PVs": "PersistentVolumes",
+    "DS": "DaemonSet", "RS": "ReplicaSet", "SA": "ServiceAccount", "SC": "StorageClass",
+    "NS": "Namespace", "CJ": "CronJob", "EP": "Endpoints",
+}
+_SHORT = re.compile(r"(?<![A-Za-z0-9_.\-/])(" + "|".join(
+    sorted(SHORT_NAMES, key=len, reverse=True)) + r")(?![A-Za-z0-9_\-/])", re.IGNORECASE)
+# "master node", "master 节点", "Master节点": the control plane node (renamed in 1.20+).
+_MASTER_NODE_EN = re.compile(r"\bmaster(\s+|-)node(s?)\b", re.IGNORECASE)
+_MASTER_ZH = re.compile(r"(?<![A-Za-z])master\s*(节点|组件|上|服务器|机器)?(?![A-Za-z])", re.IGNORECASE)
+
+
+def canonical_names(question: str) -> str:
+    """The question with kubectl short names and legacy names written as the docs write them.
+
+    "PV 和 PVC 是什么关系？" -> "PersistentVolume 和 PersistentVolumeClaim 是什么关系？";
+    "master 节点上运行哪些组件？" -> "控制平面节点上运行哪些组件？". The docs never say
+    PVC where a question does, so neither retrieval nor the answer would find it.
+    Idempotent: what it writes contains no short name.
+    """
+    def short(m: re.Match) -> str:
+        word = m.group(1)
+        for key, name in SHORT_NAMES.items():
+            if key == word or (len(key) > 2 and key.islower() and key == word.lower()):
+                return name
+        return word
+
+    out = _SHORT.sub(short, question)
+    out = _MASTER_NODE_EN.sub(lambda m: f"control plane node{m.group(2)}", out)
+    if re.search(r"[\u4e00-\u9fff]", out):
+        out = _MASTER_ZH.sub(lambda m: "控制平面" + ("节点" if m.group(1) in (None, "节点", "服务器", "机器")
+                                                     else m.group(1)), out)
+    return out
+
+
+def kind_names(question: str) -> list[str]:
+    """The Kubernetes kinds the question names as kinds (see KINDS), lower-cased."""
+    cjk = bool(re.search(r"[\u4e00-\u9fff]", question))
+    lower = {k.lower(): k for k in KINDS}
+    found = []
+    for m in re.finditer(r"[A-Za-z]+", question):
+        word = m.group()
+        if cjk and word.lower() in lower:
+            found.append(word.lower())
+        elif word in KINDS:
+            before = question[:m.start()].rstrip()
+            # Not the first word of a sentence, where every word is capitalised.
+            if before and before[-1] not in ".?!:;\"'“‘(":
+                found.append(word.lower())
+    return found

@@ -17,7 +17,7 @@ from kbqa.embed import get_embedder
 from kbqa.index import (BuildReport, IndexError_, LiveIndex, LoadedIndex, Progress,
                         build_index)
 from kbqa.followup import resolve as resolve_followup
-from kbqa.glossary import NAMES, translate_terms
+from kbqa.glossary import NAMES, canonical_names, translate_terms
 from kbqa.retrieve import (MODES, Hit, SearchResult, chunk_page, collapse_linked, decide_found,
                            dense_search, domain_words, lexical_search, question_lang, rrf,
                            to_simplified)
@@ -152,7 +152,7 @@ class KnowledgeBase:
     def search(self, question: str, top_k: int | None = None, mode: str | None = None,
                encoders: tuple[str, ...] | None = None) -> SearchResult:
         question, top_k = self._check(question, top_k)
-        question = to_simplified(question)
+        question = canonical_names(to_simplified(question))
         cfg = self.config
         mode = mode or cfg.mode
         if mode not in MODES:
@@ -242,7 +242,12 @@ class KnowledgeBase:
             weights["title"] = cfg.title_weight * same_share
             if is_definition(question):
                 # "What is X": the opening of X's own page is the answer.
-                lists["lead"] = [(i, s) for i, s in lists["title"] if idx.chunks.ordinal(i) == 0]
+                # Taken from a deeper cut than the title list: a page such as
+                # Deployments has dozens of headings naming its subject, all
+                # scoring above the opening's bare title.
+                lists["lead"] = [(i, s) for i, s in
+                                 lexical_search(idx.bm25_title, qtokens, cfg.candidates * 20)
+                                 if idx.chunks.ordinal(i) == 0][: cfg.candidates]
                 weights["lead"] = cfg.title_weight * same_share
 
     def passage(self, hit: Hit) -> dict:
@@ -373,6 +378,7 @@ class KnowledgeBase:
         question = to_simplified(question)  # the answer's sentences are scored against it
         lang = question_lang(question)
         searched = resolve_followup(question, turns, self.topics) if turns else question
+        searched = canonical_names(searched)  # PVC -> PersistentVolumeClaim, as the docs say
         qtype = answer_mod.question_type(searched)
         result = self.search(searched, top_k, mode=mode, encoders=encoders)
         idx = self.index
@@ -385,10 +391,15 @@ class KnowledgeBase:
             t = time.perf_counter()
             sides = None
             if qtype == "comparison":
-                sides = [[idx.chunks[self._in_language(h, lang).index] for h in
-                          self.search(_define_query(side, lang), 3, mode=mode,
-                                      encoders=encoders).hits]
-                         for side in answer_mod.side_queries(answer_mod.comparison_sides(searched))]
+                sides = []
+                for side in answer_mod.side_queries(answer_mod.comparison_sides(searched)):
+                    found = [idx.chunks[self._in_language(h, lang).index] for h in
+                             self.search(_define_query(side, lang), 8, mode=mode,
+                                         encoders=encoders).hits]
+                    # A side is described in the asker's language where the index
+                    # has it ("What is Job?" ranks the zh-cn Job page's short
+                    # sections above the English page's opening).
+                    sides.append(sorted(found, key=lambda c: c.lang != lang)[:3])
             p.answer = answer_mod.compose(searched, lang, chunks, qtype=qtype,
                                           section=self._section, siblings=self._subsections,
                                           opening=self._opening,

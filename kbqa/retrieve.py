@@ -152,9 +152,13 @@ def to_simplified(text: str) -> str:
 
 def domain_words(question: str, translated: list[str], lexicon: dict) -> list[str]:
     """Words of the question (or of its glossary translation) characteristic of the index."""
+    from kbqa.glossary import kind_names
     from kbqa.segment import words
 
-    return [w for w in words(question + " " + " ".join(translated)) if w in lexicon]
+    found = [w for w in words(question + " " + " ".join(translated)) if w in lexicon]
+    # "Service" in "What types of Service are there?" is the kind, though
+    # "service" is too common a word in English to be characteristic of the index.
+    return found + [k for k in kind_names(question) if k not in found]
 
 
 def decide_found(best_dense: float, has_domain_words: bool, min_dense: float,

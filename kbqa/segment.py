@@ -135,16 +135,29 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _split_long(text: str, limit: int) -> list[str]:
-    """Pack the sentences of an over-long paragraph into pieces of at most ~limit."""
+    """Pack the lines of an over-long block into pieces of at most ~limit.
+
+    Line breaks are kept, so a long list stays one item a line in each piece
+    (joined into one line, a six-item list read as a single item). Only a line
+    longer than the limit itself is cut, at sentence ends.
+    """
     pieces: list[str] = []
     cur = ""
-    for sent in split_sentences(text):
-        sep = "" if not cur or re.search(r"[\u3400-\u9fff]$", cur) else " "
-        if cur and len(cur) + len(sent) + 1 > limit:
-            pieces.append(cur)
-            cur = sent
-        else:
-            cur = f"{cur}{sep}{sent}"
+    for line in text.split("\n"):
+        parts = [line] if len(line) <= limit else split_sentences(line)
+        for j, part in enumerate(parts):
+            if not part.strip():
+                continue
+            if cur and len(cur) + len(part) + 1 > limit:
+                pieces.append(cur)
+                cur = part
+            elif not cur:
+                cur = part
+            elif j == 0:
+                cur = f"{cur}\n{part}"
+            else:
+                sep = "" if re.search(r"[\u3400-\u9fff]$", cur) else " "
+                cur = f"{cur}{sep}{part}"
     if cur:
         pieces.append(cur)
     return pieces
