@@ -542,7 +542,12 @@ def _steps(question: str, chunks: list[Chunk], section: Callable[[Chunk], list[C
     """
     scorer = None
     heads = _Scorer(question, [f"{c.title} {c.heading}" for c in chunks[:3]])
-    order = [c for k, c in enumerate(chunks[:3]) if k <= 1 or c.doc_id == chunks[0].doc_id]
+    # The runner-up's page only when its title names something asked about:
+    # "How do I run a batch task until it completes" is not answered by the
+    # Deployments page's "Complete Deployment" steps.
+    asked = _tokset(question)
+    order = [c for k, c in enumerate(chunks[:3])
+             if c.doc_id == chunks[0].doc_id or (k == 1 and _tokset(c.title) & asked)]
     order.sort(key=lambda c: -(heads(f"{c.title} {c.heading}") - 0.2 * chunks.index(c)))
     for chunk in order:
         sec = section(chunk) if section else [chunk]

@@ -271,3 +271,25 @@ def test_eval_reports_answer_metrics(kb, tmp_path):
     s = res["overall"]
     assert s["cited"] == 1.0 and s["in_language"] == 1.0
     assert s["answer_chars"] > 50 and s["answer_hit"] is not None
+
+
+def test_procedure_takes_steps_from_another_page_only_when_its_title_is_asked_about():
+    jobs = chunk("A Job runs Pods until a given number of them complete successfully. "
+                 "Use a Job for batch tasks that must finish.", source="en/job.md", title="Jobs")
+    steps = ("Check that the rollout is complete:\n\n"
+             "1. Run the status command for the rollout of the application.\n\n"
+             "   ```shell\n   kubectl rollout status deployment/web\n   ```\n\n"
+             "2. Read the exit code of the command when it completes successfully.\n\n"
+             "   ```shell\n   echo $?\n   ```")
+    other = chunk(steps, source="en/deployment.md", title="Deployments",
+                  heading="Complete Deployment", ordinal=5)
+    q = "How do I run a batch task until it completes successfully?"
+    out = compose(q, "en", [jobs, other], qtype="procedure")
+    assert "kubectl rollout status" not in out.text
+    assert "Job" in out.text
+    # The same steps on a page whose title the question names are used.
+    named = chunk(steps, source="en/rollouts.md", title="Rollout status", heading="Check",
+                  ordinal=5)
+    out = compose("How do I check the rollout status until it completes?", "en",
+                  [jobs, named], qtype="procedure")
+    assert "kubectl rollout status" in out.text
