@@ -227,8 +227,8 @@ class KnowledgeBase:
             other = "en" if question_lang(question) == "zh" else "zh"
             for name, bm in (("cross", idx.bm25), ("cross_title", idx.bm25_title)):
                 # (languages from the chunk store's array: no chunk decoded)
-                lists[name] = [(i, sc) for i, sc in lexical_search(bm, cross, cfg.candidates * 2)
-                               if idx.chunks.lang(i) == other][: cfg.candidates]
+                lists[name] = idx.chunks.where(lexical_search(bm, cross, cfg.candidates * 2),
+                                               lang=other)[: cfg.candidates]
             # Each side counts as much as the index is in its language: all of
             # the cross side for an English-only index, full weight for the
             # question's own words from half of the index up.
@@ -245,9 +245,9 @@ class KnowledgeBase:
                 # Taken from a deeper cut than the title list: a page such as
                 # Deployments has dozens of headings naming its subject, all
                 # scoring above the opening's bare title.
-                lists["lead"] = [(i, s) for i, s in
-                                 lexical_search(idx.bm25_title, qtokens, cfg.candidates * 20)
-                                 if idx.chunks.ordinal(i) == 0][: cfg.candidates]
+                lists["lead"] = idx.chunks.where(
+                    lexical_search(idx.bm25_title, qtokens, cfg.candidates * 20),
+                    ordinal=0)[: cfg.candidates]
                 weights["lead"] = cfg.title_weight * same_share
 
     def passage(self, hit: Hit) -> dict:
