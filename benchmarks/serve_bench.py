@@ -179,7 +179,12 @@ def main() -> None:
     try:
         result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "workers": args.workers,
                   "index_dir": str(args.index_dir), "cold_start_s": cold}
+        # gunicorn forks its workers one after another: wait for all of them.
+        deadline = time.perf_counter() + 10
         workers = children(proc.pid)
+        while len(workers) < args.workers and time.perf_counter() < deadline:
+            time.sleep(0.1)
+            workers = children(proc.pid)
         result["rss_after_start_mib"] = {"master": rss_mib(proc.pid),
                                          "workers": [rss_mib(p) for p in workers]}
         # Unique questions first (no query-vector cache), then the same again (cached).
