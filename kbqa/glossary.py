@@ -309,6 +309,7 @@ ServiceAccount Role ClusterRole RoleBinding ClusterRoleBinding NetworkPolicy End
 EndpointSlice HorizontalPodAutoscaler Lease LimitRange ResourceQuota PodDisruptionBudget
 PriorityClass RuntimeClass CustomResourceDefinition Event VolumeSnapshot CSIDriver
 """.split())
+_KINDS_LOWER = frozenset(k.lower() for k in KINDS)
 
 # kubectl's short names (`kubectl api-resources`) and the names people still
 # use for what Kubernetes renamed, as the docs call them now. Only short names
@@ -355,11 +356,10 @@ def canonical_names(question: str) -> str:
 def kind_names(question: str) -> list[str]:
     """The Kubernetes kinds the question names as kinds (see KINDS), lower-cased."""
     cjk = bool(re.search(r"[\u4e00-\u9fff]", question))
-    lower = {k.lower(): k for k in KINDS}
     found = []
     for m in re.finditer(r"[A-Za-z]+", question):
         word = m.group()
-        if cjk and word.lower() in lower:
+        if cjk and word.lower() in _KINDS_LOWER:
             found.append(word.lower())
         elif word in KINDS:
             before = question[:m.start()].rstrip()
