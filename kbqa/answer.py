@@ -619,7 +619,9 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
     around = section(chunks[0]) if section is not None and chunks else []
     prose = [u.text for _, u in _prose(list(chunks[:3]) + around)]
     cands: list[tuple[float, int, Chunk, list]] = []
-    for rank, chunk in enumerate(chunks[:3]):
+    # Two things asked for ("优点和缺点") live in two sections: look further down.
+    depth = 5 if len(asked_items(question) or ()) > 1 else 3
+    for rank, chunk in enumerate(chunks[:depth]):
         # The whole section, not the chunk: a list or table is often cut in
         # two by the chunker, or follows its introduction in the next chunk.
         run = section(chunk) if section is not None else []
@@ -672,8 +674,15 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
         # "优点和缺点", "advantages and drawbacks": a list for each thing asked
         # for, in the question's order, each under its own introduction.
         picks = []
+        def own_words(c) -> frozenset[str]:
+            # Its heading and introduction, not the page title, which may name
+            # both ("Kubernetes 是什么：功能、优缺点与应用场景").
+            intro = c[3][0]
+            return _tokset(f"{c[2].heading} {intro.text if intro else ''}")
+
         for n in sorted(noun, key=lambda n: (question.lower().find(n), n)):
-            own = [c for c in cands if n in _tokset(c[0])]
+            own = [c for c in cands if n in own_words(c)] or \
+                [c for c in cands if n in _tokset(c[0])]
             if own:
                 pick = max(own, key=rank_key)
                 if all(pick is not p for p in picks):
@@ -761,9 +770,15 @@ def compose(question: str, lang: str, passages: list[Chunk], *,
     elif qtype == "list":
         items = _items(question, chunks, siblings, w, section)
         if items:
-            intro = [ln for ln in items if not ln.startswith("- ")]
-            bullets = [ln for ln in items if ln.startswith("- ")]
-            blocks = ([join.join(intro)] if intro else []) + ["\n".join(bullets)]
+            # Each introduction as its own paragraph, its bullets after it.
+            blocks = []
+            for ln in items:
+                if ln.startswith("- ") and blocks and blocks[-1].startswith("- "):
+                    blocks[-1] += "\n" + ln
+                elif not ln.startswith("- ") and blocks and not blocks[-1].startswith("- "):
+                    blocks[-1] += join + ln
+                else:
+                    blocks.append(ln)
     elif qtype == "procedure":
         found = _steps(question, chunks, section, w)
         if found:

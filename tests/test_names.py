@@ -81,3 +81,12 @@ def test_list_answer_takes_the_whole_section_across_chunks(kb):
     assert out["searched_query"] == "控制平面节点上运行哪些组件？"
     for name in ("kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager"):
         assert name in out["answer"], out["answer"]
+
+
+def test_two_things_asked_for_get_a_list_each_under_its_own_introduction(kb):
+    out = kb.ask("Kubernetes 有哪些优点和缺点？")
+    text = out["answer"]
+    bullets = [ln for ln in text.split("\n") if ln.startswith("- ")]
+    assert len(bullets) >= 10, text
+    good, bad = text.find("优点："), text.find("缺点：")
+    assert 0 <= good < text.find("高可用") < bad < text.find("学习门槛高"), text
