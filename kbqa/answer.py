@@ -619,8 +619,9 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
     around = section(chunks[0]) if section is not None and chunks else []
     prose = [u.text for _, u in _prose(list(chunks[:3]) + around)]
     cands: list[tuple[float, int, Chunk, list]] = []
+    noun = asked_items(question)
     # Two things asked for ("优点和缺点") live in two sections: look further down.
-    depth = 5 if len(asked_items(question) or ()) > 1 else 3
+    depth = 5 if len(noun or ()) > 1 else 3
     for rank, chunk in enumerate(chunks[:depth]):
         # The whole section, not the chunk: a list or table is often cut in
         # two by the chunker, or follows its introduction in the next chunk.
@@ -628,6 +629,7 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
         if not any(c.id == chunk.id for c in run):
             run = [chunk]
         us = units("\n\n".join(c.text for c in run))
+        plain = [_unmarked(c.text) for c in run]
         groups: dict[int, list[Unit]] = {}
         for u in us:
             if u.kind == "item":
@@ -637,7 +639,7 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
                 continue
             intro = next((u for u in reversed(us[: items[0].pos]) if u.kind in ("intro", "sent")), None)
             context = " ".join([chunk.title, chunk.heading, intro.text if intro else ""])
-            entries = [(_holder(u.text, run, chunk), _first_sentence(u.text), None)
+            entries = [(_holder(u.text, run, plain, chunk), _first_sentence(u.text), None)
                        for u in items[:MAX_ITEMS]]
             cands.append((context, rank, chunk, [intro if intro and intro.kind == "intro" else None,
                                                  entries]))
@@ -654,7 +656,6 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
     if not cands:
         return None
     scorer = _Scorer(question, prose + [c[0] for c in cands])
-    noun = asked_items(question)
     if noun:
         # A list introduced by the things asked for ("组件", "phases") answers;
         # a list of something else does not, when a sentence names them.
@@ -702,13 +703,17 @@ def _items(question: str, chunks: list[Chunk], siblings: Callable[[Chunk], list[
     return lines if sum(ln.startswith("- ") for ln in lines) >= 2 else None
 
 
-def _holder(text: str, run: list[Chunk], default: Chunk) -> Chunk:
-    """The chunk of a section an item was taken from, for its citation."""
-    probe = re.sub(r"[*_`]", "", text)[:16]
-    for c in run:
-        if probe in re.sub(r"[*_`]", "", c.text):
-            return c
-    return default
+def _unmarked(text: str) -> str:
+    return re.sub(r"[*_`]", "", text)
+
+
+def _holder(text: str, run: list[Chunk], plain: list[str], default: Chunk) -> Chunk:
+    """The chunk of a section an item was taken from, for its citation.
+
+    ``plain``: the run's texts without emphasis marks, made once per section.
+    """
+    probe = _unmarked(text)[:16]
+    return next((c for c, t in zip(run, plain) if probe in t), default)
 
 
 def _comparison(question: str, sides: tuple[str, str], side_chunks: list[list[Chunk]],
